@@ -1,0 +1,33 @@
+"""Recipe Workbench: the training recipe (know the data, sanity-check the skeleton, iterate and babysit,
+squeeze out the juice) as one-call checks, instruments and live views over one shared Session."""
+
+from workbench import datasets, models
+from workbench.errors import DataError, ModelError, RunError, WorkbenchError
+from workbench.session import Session
+from workbench.store import Run
+
+__version__ = "0.1.0"
+
+
+def audit(data, labels=None, **options):
+    """Audit a Dataset, an (X, Y) pair or an image folder for the issues of recipe step I.2."""
+    from workbench.data.audit import audit as _audit
+
+    return _audit(data, labels=labels, **options)
+
+
+def __getattr__(name):
+    # the UI and the checks pull in Panel / heavier modules: load them on first use only
+    if name == "ui":
+        import importlib
+
+        return importlib.import_module("workbench.ui")
+    if name == "CheckResult":
+        from workbench.checks.base import CheckResult
+
+        return CheckResult
+    raise AttributeError(f"module 'workbench' has no attribute {name!r}")
+
+
+__all__ = ["Session", "Run", "audit", "datasets", "models", "CheckResult", "DataError", "ModelError",
+           "RunError", "WorkbenchError", "ui"]

@@ -1,0 +1,79 @@
+"""``workbench serve | check | audit | runs``: the recipe from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import runpy
+import sys
+from pathlib import Path
+
+SUBCOMMANDS = {  # name -> (module providing add_arguments(parser) and main(args) -> int, help)
+    "serve": ("workbench.ui.serve", "serve the workbench app (Panel) on localhost"),
+    "check": ("workbench.checks.cli", "run the sanity checks of recipe part II and print their verdicts"),
+    "audit": ("workbench.data.cli", "audit a dataset for the issues of recipe step I.2"),
+    "runs": ("workbench.cli", "list the runs stored under a root folder"),
+}
+
+
+def load_session(script: str | None, root: str | None = None, defects: bool = False):
+    """The ``session`` a user's script defines, or the digits demo when no script is given.
+
+    The script is the user's own file, run as the user asked (like ``panel serve script.py``).
+    """
+    if script is None:
+        from workbench.demo import demo_session
+
+        return demo_session(root=root or "runs", defects=defects)
+    path = Path(script)
+    if not path.is_file():
+        raise SystemExit(f"workbench: no such script: {script}")
+    namespace = runpy.run_path(str(path), run_name="__workbench__")
+    session = namespace.get("session")
+    from workbench.session import Session
+
+    if not isinstance(session, Session):
+        raise SystemExit(f"workbench: {script} must define a variable `session` holding a workbench.Session")
+    return session
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", default="runs", help="folder holding the runs (default: runs)")
+
+
+def main_runs(args) -> int:
+    from workbench.store import RunStore
+
+    table = RunStore(args.root).table()
+    print(table.to_string(index=False) if len(table) else f"no runs under {args.root}")
+    return 0
+
+
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="workbench", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    handlers = {}
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name != chosen:  # import a subcommand's module (Panel, torch...) only when it runs
+            continue
+        if name == "runs":
+            add_arguments(p)
+            handlers[name] = main_runs
+            continue
+        mod = importlib.import_module(module)
+        mod.add_arguments(p)
+        handlers[name] = mod.main
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    return int(handlers[args.command](args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,363 @@
+"""The Session: one object holding the data, the model factory, the loss, the seed and every run.
+
+Checks, instruments and views read and write only through it (see DESIGN.md). Seeding covers
+python, numpy, torch and the DataLoader (recipe II.1); runs persist under ``root``.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import random
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from workbench.datasets import as_dataset, labels_of, preprocessing_of
+from workbench.errors import DataError, ModelError
+from workbench.events import EventBus, Handle
+from workbench.store import Run, RunStore
+from workbench.tasks import make_task
+
+
+class Session:
+    """The shared training session behind every check, instrument and view.
+
+    ``model`` is an ``nn.Module`` (copied for each run from its initial state) or a zero-argument
+    factory; a factory that accepts ``num_classes``, ``in_channels`` or ``width`` gets them.
+    ``train``/``test``/``val`` are map-style Datasets yielding ``(x, y)`` or ``(X, Y)`` tensor pairs.
+    """
+
+    def __init__(self, model, train, test=None, *, val=None, task: str = "classification",
+                 num_classes: int | None = None, loss: Callable | None = None,
+                 regularizer: Callable[[nn.Module], torch.Tensor] | None = None, reg_strength: float = 0.0,
+                 seed: int = 0, device: str = "auto", root="runs", batch_size: int = 64, name: str | None = None):
+        self.seed = int(seed)
+        self.batch_size = int(batch_size)
+        self.train = as_dataset(train, "train")
+        if self.train is None:
+            raise DataError("a training set is required")
+        self.test = as_dataset(test, "test")
+        self.val = as_dataset(val, "val")
+        self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+        self.regularizer = regularizer
+        self.reg_strength = float(reg_strength)
+        self.bus = EventBus()
+        self.store = RunStore(root)
+        self.name = name or getattr(self.train, "name", "") or type(self.train).__name__
+        self._live_runs: dict[str, Run] = {}
+        self.last_run: Run | None = None
+        self.results: dict = {}  # latest CheckResult per check name, for the views
+        self.reports: dict = {}  # latest audit report, lr_find result, search, diagnosis ...
+        self.human_baseline: float | None = None  # recipe II.6
+        self.instruments: list = []
+
+        x0, y0 = self.train[0]
+        self.input_shape = tuple(x0.shape)
+        self._factory, self._template = self._model_source(model)
+        self.model_name = getattr(model, "__name__", None) or type(model).__name__
+        if task in ("classification", "sequence") and num_classes is None:
+            num_classes = self._infer_num_classes()
+        self.task = make_task(task, num_classes=num_classes, loss=loss)
+        self._validate_labels()
+        self.model = self.new_model()
+
+    # ------------------------------------------------------------------------------- properties
+    @property
+    def num_classes(self) -> int | None:
+        return self.task.num_classes
+
+    @property
+    def eval_set(self) -> Dataset:
+        """The held-out set evaluated after every epoch: val when given, else test (recipe II.3)."""
+        return self.val if self.val is not None else (self.test if self.test is not None else self.train)
+
+    @property
+    def eval_split(self) -> str:
+        return "val" if self.val is not None else ("test" if self.test is not None else "train")
+
+    @property
+    def preprocessing(self):
+        return preprocessing_of(self.train)
+
+    @property
+    def root(self):
+        return self.store.root
+
+    def describe(self) -> str:
+        """One line for a title bar: data · model · seed · device."""
+        return f"{self.name} · {self.model_name} · seed {self.seed} · {self.device.type}"
+
+    def __repr__(self) -> str:
+        return f"Session({self.describe()}, task={self.task.name}, runs={len(self.store.ids())})"
+
+    # ------------------------------------------------------------------------------- seeding
+    def seed_everything(self, seed: int | None = None) -> int:
+        """Seed python, numpy and torch (recipe II.1); returns the seed used."""
+        seed = self.seed if seed is None else int(seed)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+        return seed
+
+    def rng_state(self) -> dict:
+        """The global RNG states, to restore after a check (a check must leave no trace)."""
+        state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def set_rng_state(self, state: dict) -> None:
+        random.setstate(state["python"])
+        np.random.set_state(state["numpy"])
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state:
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+    # ------------------------------------------------------------------------------- models
+    def new_model(self, width: int | None = None, seed: int | None = None, **kwargs) -> nn.Module:
+        """A fresh model with the session's seeded initialisation, on the session's device.
+
+        ``width`` (and other keyword arguments) go to a factory that accepts them (recipe II.9).
+        """
+        rng = self.rng_state()
+        self.seed_everything(seed)
+        try:
+            if self._template is not None:
+                if width is not None or kwargs:
+                    raise ModelError("the session was given a module, not a factory; "
+                                     "pass a factory accepting width= for capacity experiments")
+                model = copy.deepcopy(self._template)
+            else:
+                model = self._build(width, **kwargs)
+            model = model.to(self.device)
+            self._probe(model)
+        finally:
+            self.set_rng_state(rng)
+        return model
+
+    def accepts(self, name: str) -> bool:
+        """Whether the model factory takes keyword ``name`` (e.g. ``width``)."""
+        if self._factory is None:
+            return False
+        try:
+            params = inspect.signature(self._factory).parameters
+        except (TypeError, ValueError):
+            return False
+        return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+    def _model_source(self, model):
+        if isinstance(model, nn.Module):
+            return None, copy.deepcopy(model)
+        if callable(model):
+            return model, None
+        raise ModelError(f"model must be an nn.Module or a zero-argument factory, got {type(model).__name__}")
+
+    def _build(self, width, **kwargs) -> nn.Module:
+        offered = {"num_classes": self.output_size,
+                   "in_channels": self.input_shape[0] if len(self.input_shape) == 3 else None,
+                   "width": width, **kwargs}
+        args = {k: v for k, v in offered.items() if v is not None and self.accepts(k)}
+        try:
+            model = self._factory(**args)
+        except Exception as e:  # noqa: BLE001
+            raise ModelError(f"the model factory {self.model_name}({args}) raised {type(e).__name__}: {e}") from e
+        if not isinstance(model, nn.Module):
+            raise ModelError(f"the model factory returned {type(model).__name__}, not an nn.Module")
+        return model
+
+    def _probe(self, model: nn.Module) -> None:
+        """One forward pass on two examples: materialises lazy layers and checks the output shape."""
+        x, y = self.batch("train", 2)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                out = model(x.to(self.device))
+        except Exception as e:  # noqa: BLE001
+            raise ModelError(f"the model raised {type(e).__name__} on an input batch of shape "
+                             f"{tuple(x.shape)}: {e}") from e
+        finally:
+            model.train(was_training)
+        if not isinstance(out, torch.Tensor):
+            raise ModelError(f"the model returned {type(out).__name__}; it must return a tensor")
+        if hasattr(self, "task"):
+            self.task.check_output(out, y.to(self.device))
+
+    # ------------------------------------------------------------------------------- data
+    def loader(self, split: str = "train", *, shuffle: bool | None = None, batch_size: int | None = None,
+               seed: int | None = None, drop_last: bool = False) -> DataLoader:
+        """A DataLoader over a split, its shuffling seeded from the session's seed (recipe II.1)."""
+        ds = self.split(split)
+        g = torch.Generator().manual_seed(self.seed if seed is None else int(seed))
+        return DataLoader(ds, batch_size=batch_size or self.batch_size,
+                          shuffle=(split == "train") if shuffle is None else shuffle,
+                          generator=g, drop_last=drop_last, num_workers=0)
+
+    def split(self, name: str) -> Dataset:
+        ds = {"train": self.train, "test": self.test, "val": self.val, "eval": self.eval_set}.get(name)
+        if ds is None:
+            raise DataError(f"the session has no {name!r} split")
+        return ds
+
+    def batch(self, split: str = "train", n: int | None = None, start: int = 0):
+        """A fixed batch: the first ``n`` examples of a split (no shuffling), as tensors."""
+        ds = self.split(split)
+        n = min(n or self.batch_size, len(ds))
+        items = [ds[i] for i in range(start, start + n)]
+        try:
+            return torch.stack([torch.as_tensor(it[0]) for it in items]), \
+                torch.stack([torch.as_tensor(it[1]) for it in items])
+        except RuntimeError as e:
+            raise DataError(f"{split}: examples have different shapes and cannot form a batch ({e})") from None
+
+    def labels(self, split: str = "train") -> torch.Tensor:
+        return labels_of(self.split(split))
+
+    def _infer_num_classes(self) -> int:
+        ys = [labels_of(d) for d in (self.train, self.val, self.test) if d is not None]
+        return max(int(y.max()) for y in ys) + 1
+
+    @property
+    def output_size(self) -> int:
+        """Outputs per example the model must give: classes, vocabulary, or regression targets."""
+        if self.task.num_classes is not None:
+            return self.task.num_classes
+        return max(1, int(torch.as_tensor(self.train[0][1]).numel()))
+
+    def _validate_labels(self) -> None:
+        for name in ("train", "val", "test"):
+            ds = getattr(self, name)
+            if ds is not None:
+                self.task.check_labels(labels_of(ds), name)
+
+    # ------------------------------------------------------------------------------- objective
+    def data_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.task.data_loss(out, y)
+
+    def reg_loss(self, model: nn.Module, strength: float | None = None) -> torch.Tensor:
+        """The regularization term times its strength: the user's regularizer, else explicit L2."""
+        k = self.reg_strength if strength is None else float(strength)
+        if k == 0.0:
+            return torch.zeros((), device=self.device)
+        if self.regularizer is not None:
+            return k * self.regularizer(model)
+        return k * sum((p * p).sum() for n, p in model.named_parameters() if p.dim() > 1)
+
+    # ------------------------------------------------------------------------------- events
+    def on(self, event: str, callback: Callable, every: int = 1) -> Handle:
+        """Call ``callback(event)`` on ``event``; returns a handle whose ``remove()`` detaches it."""
+        return self.bus.on(event, callback, every)
+
+    def emit(self, event: str, **payload) -> None:
+        self.bus.emit(event, session=self, **payload)
+
+    # ------------------------------------------------------------------------------- training
+    def fit(self, epochs: int = 5, lr: float = 1e-3, optimizer="adam", weight_decay: float = 0.0,
+            augment=False, lr_schedule=None, early_stopping=None, callbacks=(), *, background: bool = False,
+            **options) -> Run:
+        """Train a fresh seeded model (Adam, no decay, no augmentation by default: II.2, III.M2, III.M4).
+
+        After each epoch the WHOLE held-out set is evaluated (II.3). Returns the Run; with
+        ``background=True`` it trains in a thread (``run.stop()``, ``run.wait()``).
+        """
+        from workbench.train import fit
+
+        return fit(self, epochs=epochs, lr=lr, optimizer=optimizer, weight_decay=weight_decay, augment=augment,
+                   lr_schedule=lr_schedule, early_stopping=early_stopping, callbacks=callbacks,
+                   background=background, **options)
+
+    def resume(self, run_id: str, epochs: int | None = None, *, background: bool = False) -> Run:
+        """Continue a run from its last checkpoint, up to ``epochs`` in total (its config's by default)."""
+        from workbench.train import resume
+
+        return resume(self, run_id, epochs=epochs, background=background)
+
+    # ------------------------------------------------------------------------------- runs
+    def runs(self) -> pd.DataFrame:
+        """Every run under ``root`` (also after a kernel restart), newest last."""
+        return self.store.table(self._live_runs)
+
+    def run(self, run_id: str) -> Run:
+        return self._live_runs.get(run_id) or self.store.load(run_id)
+
+    def load_run(self, run_id: str, checkpoint=None) -> Run:
+        """A run from disk with its metrics, and its weights loaded into ``run.model``."""
+        run = self.store.load(run_id)
+        if run.checkpoints():
+            state = run.load_checkpoint(checkpoint)
+            model = self.new_model(**run.config.get("model_kwargs", {}))
+            model.load_state_dict(state["model"])
+            run.model = model
+        return run
+
+    # ------------------------------------------------------------------------------- later parts
+    def audit(self, splits=("train", "test"), **options):
+        """Part I: duplicates, corruption, label issues, imbalance and leakage (recipe I.2)."""
+        from workbench.data.audit import audit_session
+
+        return audit_session(self, splits=splits, **options)
+
+    def check(self, name: str, **options):
+        """Run one sanity check of part II by name; returns a CheckResult."""
+        from workbench.checks import run_check
+
+        return run_check(self, name, **options)
+
+    def checks(self, names=None, **options) -> list:
+        """Run every check that applies to the task (or ``names``); returns CheckResults."""
+        from workbench.checks import run_checks
+
+        return run_checks(self, names=names, **options)
+
+    def apply_bias_init(self):
+        """Set the output bias as the bias_init check suggests (recipe II.5)."""
+        from workbench.checks.bias_init import apply_bias_init
+
+        return apply_bias_init(self)
+
+    def instrument(self, names="default", every: int | None = None):
+        """Attach part III instruments (a name, a list, or "default"); returns detachable handles."""
+        from workbench.instruments import attach
+
+        return attach(self, names=names, every=every)
+
+    def lr_find(self, **options):
+        """LR range test (recipe B.1)."""
+        from workbench.tune.lr_find import lr_find
+
+        return lr_find(self, **options)
+
+    def search(self, space=None, **options):
+        """Random search over LR and weight decay on Optuna (recipe B.2, B.3)."""
+        from workbench.tune.search import search
+
+        return search(self, space=space, **options)
+
+    def diagnose(self, run=None, **options):
+        """Findings on a run's curves with the recipe's advice (recipe B.4)."""
+        from workbench.tune.diagnose import diagnose
+
+        return diagnose(self, run if run is not None else self.last_run, **options)
+
+    def compare(self, run_a, run_b):
+        """Configuration diff and metric deltas of two runs (recipe III.M3)."""
+        from workbench.tune.compare import compare
+
+        return compare(self, run_a, run_b)
+
+    def ensemble(self, kind: str = "seeds", n: int = 5, **options):
+        """Ensembles of seeds, configurations or checkpoints (recipe IV.1-IV.3)."""
+        from workbench.ensemble import ensemble
+
+        return ensemble(self, kind=kind, n=n, **options)
+
+    def distill(self, teacher, student=None, **options):
+        """Distil a teacher (often an ensemble) into one network (recipe IV.5)."""
+        from workbench.ensemble import distill
+
+        return distill(self, teacher, student, **options)
