@@ -111,6 +111,11 @@ class Run:
             self._metrics_file.close()
             self._metrics_file = None
 
+    def export_csv(self) -> None:
+        """metrics.csv (per epoch) and steps.csv (per step) beside metrics.jsonl, for spreadsheets."""
+        for name, frame in (("metrics.csv", self.metrics), ("steps.csv", self.steps)):
+            atomic_write_bytes(self.dir / name, frame.to_csv(index=False).encode())
+
     @property
     def metrics(self) -> pd.DataFrame:
         return _frame(self.epoch_records, "epoch")

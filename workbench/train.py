@@ -308,7 +308,8 @@ def fit(session, epochs: int = 5, lr: float = 1e-3, optimizer="adam", weight_dec
         "model": session.model_name, "model_kwargs": model_kwargs, "task": session.task.name,
         "num_classes": session.num_classes, "data": session.name, "n_train": len(session.train),
         "n_eval": len(session.eval_set), "eval_split": session.eval_split,
-        "epochs": int(epochs), "lr": float(lr), "optimizer": optimizer if isinstance(optimizer, str) else repr(optimizer),
+        "epochs": int(epochs), "lr": float(lr),
+        "optimizer": optimizer if isinstance(optimizer, str) else repr(optimizer),
         "weight_decay": float(weight_decay), "augment": augment if isinstance(augment, bool) else repr(augment),
         "lr_schedule": lr_schedule if lr_schedule is None or isinstance(lr_schedule, str) else repr(lr_schedule),
         "early_stopping": early_stopping if early_stopping is None or isinstance(early_stopping, (int, dict))
@@ -383,6 +384,7 @@ def _launch(session, run: Run, model, config, callbacks, background, start) -> R
                 raise ModelError(run.error) from e
         finally:
             run.close()
+            run.export_csv()
         session.model = model
         session.emit("run_end", run=run, status=run.status)
         trainer._callback("on_run_end")

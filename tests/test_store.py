@@ -1,0 +1,115 @@
+"""Runs on disk: round trip, atomic checkpoints loadable with weights_only=True, kill -9 and resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+import workbench as wb
+from workbench.store import RunStore, read_jsonl
+
+
+def test_run_store_round_trip(session, tmp_path):
+    run = session.fit(epochs=2)
+    fresh = wb.Session(wb.models.tiny_cnn, session.train, session.test, root=session.root)  # "after a restart"
+    table = fresh.runs()
+    assert table.id.tolist() == [run.id]
+    row = table.iloc[0]
+    assert row.status == "completed" and row.epochs == 2 and row.steps == len(run.steps)
+    back = fresh.load_run(run.id)
+    assert back.steps.data_loss.tolist() == run.steps.data_loss.tolist()
+    assert back.metrics.val_loss.tolist() == run.metrics.val_loss.tolist()
+    assert back.config == json.loads((run.dir / "config.json").read_text())
+    for k, v in run.model.state_dict().items():
+        assert torch.equal(back.model.state_dict()[k], v)
+    from workbench.train import evaluate
+
+    assert evaluate(fresh, back.model)["loss"] == pytest.approx(run.metrics.val_loss.iloc[-1], rel=1e-6)
+    assert (run.dir / "metrics.csv").exists() and (run.dir / "steps.csv").exists()
+
+
+def test_checkpoints_load_with_weights_only(session):
+    run = session.fit(epochs=2)
+    paths = run.checkpoints()
+    assert [p.name for p in paths] == ["epoch-0001.pt", "epoch-0002.pt"]
+    state = torch.load(paths[-1], weights_only=True)
+    assert state["epoch"] == 2 and state["step"] == len(run.steps)
+    assert set(state) >= {"model", "optimizer", "rng", "meta"}
+    assert not list(run.dir.glob("**/*.tmp"))  # atomic: no temp files left behind
+
+
+def test_truncated_metrics_line_is_skipped(tmp_path):
+    p = tmp_path / "m.jsonl"
+    p.write_text('{"kind": "step", "step": 1}\n{"kind": "step", "st')
+    assert read_jsonl(p) == [{"kind": "step", "step": 1}]
+
+
+def test_unknown_run_is_a_clear_error(tmp_path):
+    with pytest.raises(wb.RunError, match="no run 'nope'"):
+        RunStore(tmp_path).load("nope")
+
+
+def test_resume_continues_to_the_same_losses(digits, tmp_path):
+    train, test = digits
+    s = wb.Session(wb.models.tiny_cnn, train, test, root=tmp_path / "a")
+    full = s.fit(epochs=3)
+    s2 = wb.Session(wb.models.tiny_cnn, train, test, root=tmp_path / "b")
+    part = s2.fit(epochs=1)
+    resumed = s2.resume(part.id, epochs=3)
+    assert resumed.id == part.id and resumed.status == "completed"
+    assert resumed.metrics.epoch.tolist() == [1, 2, 3]
+    # checkpoints carry optimizer and RNG state, so the continuation is the uninterrupted run
+    assert resumed.steps.data_loss.tolist() == full.steps.data_loss.tolist()
+
+
+CHILD = textwrap.dedent("""
+    import sys, time
+    import workbench as wb
+    train, test = wb.datasets.digits()
+    s = wb.Session(wb.models.tiny_cnn, train, test, seed=0, root=sys.argv[1])
+    def slow(ev):
+        print(ev.step, flush=True)
+        time.sleep(0.02)
+    s.on("step_end", slow)
+    s.fit(epochs=50)
+""")
+
+
+def test_killed_run_is_listed_loses_at_most_one_step_and_resumes(tmp_path):
+    root = tmp_path / "runs"
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    proc = subprocess.Popen([sys.executable, str(script), str(root)], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    last = 0
+    deadline = time.time() + 120
+    for line in proc.stdout:  # kill mid-epoch 3: 23 steps an epoch on digits
+        last = int(line)
+        if last >= 2 * 23 + 7 or time.time() > deadline:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    assert last >= 2 * 23 + 7
+
+    train, test = wb.datasets.digits()
+    s = wb.Session(wb.models.tiny_cnn, train, test, seed=0, root=root)
+    table = s.runs()
+    assert len(table) == 1 and table.status.iloc[0] == "interrupted"
+    run_id = table.id.iloc[0]
+    on_disk = s.run(run_id)
+    steps = on_disk.steps.step.tolist()
+    assert steps == list(range(1, len(steps) + 1))
+    assert last <= len(steps) <= last + 1  # at most the step in flight is lost
+    assert on_disk.metrics.epoch.tolist() == [1, 2]
+
+    resumed = s.resume(run_id, epochs=3)
+    assert resumed.status == "completed"
+    assert resumed.metrics.epoch.tolist() == [1, 2, 3]
+    assert resumed.steps.step.tolist() == list(range(1, 3 * 23 + 1))
+    assert s.runs().status.iloc[0] == "completed"
