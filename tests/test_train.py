@@ -201,3 +201,10 @@ def test_sequence_task_trains(tmp_path):
     run = s.fit(epochs=2, lr=0.1)
     assert run.status == "completed"
     assert run.metrics.n_eval.tolist() == [32, 32]
+
+
+def test_loader_workers_are_seeded(digits, tmp_path):
+    train, test = small(digits, 128)
+    a = wb.Session(wb.models.linear, train, test, seed=2, num_workers=2, root=tmp_path).fit(epochs=1)
+    b = wb.Session(wb.models.linear, train, test, seed=2, num_workers=0, root=tmp_path).fit(epochs=1)
+    assert a.steps.data_loss.tolist() == b.steps.data_loss.tolist()  # same order with or without workers

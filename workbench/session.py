@@ -35,8 +35,10 @@ class Session:
     def __init__(self, model, train, test=None, *, val=None, task: str = "classification",
                  num_classes: int | None = None, loss: Callable | None = None,
                  regularizer: Callable[[nn.Module], torch.Tensor] | None = None, reg_strength: float = 0.0,
-                 seed: int = 0, device: str = "auto", root="runs", batch_size: int = 64, name: str | None = None):
+                 seed: int = 0, device: str = "auto", root="runs", batch_size: int = 64, name: str | None = None,
+                 num_workers: int = 0):
         self.seed = int(seed)
+        self.num_workers = int(num_workers)
         self.batch_size = int(batch_size)
         self.train = as_dataset(train, "train")
         if self.train is None:
@@ -196,7 +198,9 @@ class Session:
         g = torch.Generator().manual_seed(self.seed if seed is None else int(seed))
         return DataLoader(ds, batch_size=batch_size or self.batch_size,
                           shuffle=(split == "train") if shuffle is None else shuffle,
-                          generator=g, drop_last=drop_last, num_workers=0)
+                          generator=g, drop_last=drop_last, num_workers=self.num_workers,
+                          worker_init_fn=_seed_worker if self.num_workers else None,
+                          persistent_workers=False, pin_memory=self.device.type == "cuda")
 
     def split(self, name: str) -> Dataset:
         ds = {"train": self.train, "test": self.test, "val": self.val, "eval": self.eval_set}.get(name)
@@ -361,3 +365,10 @@ class Session:
         from workbench.ensemble import distill
 
         return distill(self, teacher, student, **options)
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Seed python and numpy in a DataLoader worker from the torch seed the loader's generator gave it."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)

@@ -1,0 +1,43 @@
+"""The CUDA path: training, checkpoints and the recipe's checks on a GPU model (skipped without CUDA)."""
+
+import pytest
+import torch
+
+import workbench as wb
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.fixture
+def gpu_session(digits, tmp_path):
+    train, test = digits
+    return wb.Session(wb.models.tiny_cnn, train, test, seed=0, root=tmp_path / "runs")
+
+
+def test_fit_on_cuda_learns_and_checkpoints_load_on_cpu(gpu_session):
+    s = gpu_session
+    assert s.device.type == "cuda" and next(s.model.parameters()).is_cuda
+    run = s.fit(epochs=3, lr=3e-3)
+    assert run.status == "completed"
+    assert run.metrics.n_eval.tolist() == [360] * 3
+    assert run.metrics.val_metric.iloc[-1] > 0.85
+    state = torch.load(run.checkpoints()[-1], map_location="cpu", weights_only=True)
+    assert all(not v.is_cuda for v in state["model"].values())
+    back = s.load_run(run.id)
+    assert next(back.model.parameters()).is_cuda
+
+
+def test_same_seed_same_losses_on_cuda(gpu_session):
+    a = gpu_session.fit(epochs=1)
+    b = gpu_session.fit(epochs=1)
+    assert a.steps.data_loss.tolist() == pytest.approx(b.steps.data_loss.tolist(), rel=1e-5)
+
+
+def test_background_run_stops_on_cuda(gpu_session):
+    run = gpu_session.fit(epochs=500, background=True)
+    import time
+
+    time.sleep(1.0)
+    run.stop()
+    run.wait(60)
+    assert run.status == "stopped"
