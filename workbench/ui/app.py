@@ -1,12 +1,44 @@
-"""The served app: one Session per browser session, the recipe as the page's structure."""
+"""The served app: one Session per browser session, the recipe wizard as the page's structure."""
 
 from __future__ import annotations
 
 import panel as pn
 
+from workbench.ui.common import install_exception_handler
+from workbench.ui.export import ExportView
+from workbench.ui.wizard import RecipeWizard
+
+CSS = """
+.wb-badge { font-family: sans-serif; }
+"""
+
 
 def create_app(session) -> pn.template.BaseTemplate:
-    """The workbench page for ``session``."""
-    template = pn.template.FastListTemplate(title="Recipe Workbench", header_background="#2f4f4f")
-    template.main.append(pn.pane.Markdown(f"## {session.describe()}\n\nThe session is ready."))
+    """The workbench page for ``session``: stepper in the sidebar, the step's views, Export in the header."""
+    pn.config.notifications = True  # errors in callbacks become messages in the page
+    install_exception_handler()
+    wizard = RecipeWizard(session)
+    export = ExportView(session)
+    template = pn.template.FastListTemplate(
+        title="Recipe Workbench", header_background="#2f4f4f", sidebar_width=310, raw_css=[CSS],
+        header=[pn.pane.HTML(f'<span class="wb-session" style="color:white">session: {session.describe()}</span>',
+                             margin=(18, 10)), export.download], theme_toggle=False)
+    template.sidebar.append(wizard.stepper())
+    template.main.append(wizard.main())
+    template.wizard = wizard  # for tests and scripts driving the page
+    pn.state.onload(wizard.start_updates)
     return template
+
+
+def ipywidget(view):
+    """A view as an ipywidget (VS Code, Voila) through jupyter_bokeh."""
+    return pn.ipywidget(view)
+
+
+if __name__.startswith("bokeh_app"):  # `panel serve workbench/ui/app.py`: the digits demo, one per browser session
+    import os
+
+    from workbench.demo import demo_session
+
+    create_app(demo_session(root=os.environ.get("WORKBENCH_ROOT", "runs"),
+                            defects=bool(os.environ.get("WORKBENCH_DEFECTS")))).servable()
