@@ -324,11 +324,11 @@ class Session:
 
         return apply_bias_init(self)
 
-    def instrument(self, names="default", every: int | None = None):
+    def instrument(self, names="default", every: int | None = None, **options):
         """Attach part III instruments (a name, a list, or "default"); returns detachable handles."""
         from workbench.instruments import attach
 
-        return attach(self, names=names, every=every)
+        return attach(self, names=names, every=every, **options)
 
     def lr_find(self, **options):
         """LR range test (recipe B.1)."""

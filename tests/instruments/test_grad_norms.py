@@ -1,0 +1,83 @@
+"""grad_norms: per-layer and total norms against the saved gradients; the NaN/inf trap names its layer."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import workbench as wb
+from workbench.instruments import GradNorms
+
+
+def test_norms_match_saved_gradients(session, manual):
+    inst = GradNorms(every=2).attach(session).instrument
+    _, saved = manual(session, session.new_model(), steps=6)
+    recs = [r for r in inst.since(0) if "total" in r]
+    assert [r["step"] for r in recs] == [2, 4, 6]
+    for r in recs:
+        grads = saved[r["step"]].grads
+        flat = np.concatenate([g.double().numpy().ravel() for g in grads.values()])
+        assert r["total"] == pytest.approx(np.linalg.norm(flat), rel=1e-6)
+        ref = torch.nn.utils.get_total_norm([g.double() for g in grads.values()])
+        assert r["total"] == pytest.approx(float(ref), rel=1e-6)
+        for layer, norm in r["layers"].items():
+            mine = np.concatenate([g.double().numpy().ravel() for n, g in grads.items()
+                                   if n.rsplit(".", 1)[0] == layer])
+            assert norm == pytest.approx(np.linalg.norm(mine), rel=1e-6), layer
+    assert inst.trapped is None and inst.summary()["status"] == "ok"
+    assert list(inst.frame().columns[:2]) == ["step", "total"]
+
+
+class NaNGrad(torch.autograd.Function):
+    """Identity forward, NaN backward: a layer whose gradient is broken while the loss stays finite."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * float("nan")
+
+
+class BrokenBackward(nn.Module):
+    def __init__(self, after_step: int = 3):
+        super().__init__()
+        self.calls, self.after_step = 0, after_step
+
+    def forward(self, x):
+        if self.training and torch.is_grad_enabled():
+            self.calls += 1
+            if self.calls > self.after_step:
+                return NaNGrad.apply(x)
+        return x
+
+
+def broken_mlp(num_classes=10):
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 32), BrokenBackward(),
+                         nn.ReLU(), nn.Linear(32, num_classes))
+
+
+def test_trap_names_the_layer_and_stops_the_run(digits, tmp_path):
+    train, test = digits
+    s = wb.Session(broken_mlp, train, test, seed=0, root=tmp_path / "runs")
+    s.instrument("grad_norms", every=10)
+    with pytest.warns(RuntimeWarning, match="first appears in layer '3'"):
+        run = s.fit(epochs=2, lr=1e-3, checkpoint=False)
+    inst = s.instruments[0]
+    # steps 1-3 fine; the 4th backward is the first with NaN: Linear '3' (and '1' before it), not the head '6'
+    assert inst.trapped["step"] == 4 and inst.trapped["layer"] == "3" and inst.trapped["layers"] == ["1", "3"]
+    assert run.status == "stopped" and len(run.step_records) == 4
+    assert run.records("nan_trap")["layer"].tolist() == ["3"]
+    summary = inst.summary()
+    assert summary["status"] == "fail" and "'3'" in summary["verdict"]
+
+
+def test_no_trap_on_a_healthy_run(mlp_session):
+    mlp_session.instrument("grad_norms")
+    run = mlp_session.fit(epochs=1, checkpoint=False)
+    inst = mlp_session.instruments[0]
+    assert run.status == "completed" and inst.trapped is None
+    assert all(math.isfinite(r["total"]) for r in inst.since(0))
