@@ -175,10 +175,14 @@ class Trainer:
             if self.step == 0:
                 task.check_output(out, y)
             data_loss = task.data_loss(out, y)
-            reg_loss = s.reg_loss(model, self.reg_strength)
-            loss = data_loss + reg_loss
+            if self.reg_strength:
+                reg_loss = s.reg_loss(model, self.reg_strength)
+                loss = data_loss + reg_loss
+                rl = reg_loss.item()
+            else:
+                loss, rl = data_loss, 0.0
             self.step += 1
-            dl, rl = data_loss.item(), float(reg_loss.detach())
+            dl = data_loss.item()
             record = {"kind": "step", "step": self.step, "epoch": self.epoch + (n_seen + len(y)) / self._n_train,
                       "data_loss": dl, "reg_loss": rl, "loss": dl + rl, "lr": self.optimizer.param_groups[0]["lr"]}
             if not math.isfinite(dl + rl):
