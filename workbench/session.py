@@ -57,6 +57,7 @@ class Session:
         self.reports: dict = {}  # latest audit report, lr_find result, search, diagnosis ...
         self.human_baseline: float | None = None  # recipe II.6
         self.instruments: list = []
+        self.init_hooks: dict[str, Callable[[nn.Module], None]] = {}  # name -> hook(model), run by new_model
 
         x0, y0 = self.train[0]
         self.input_shape = tuple(x0.shape)
@@ -138,9 +139,17 @@ class Session:
                 model = self._build(width, **kwargs)
             model = model.to(self.device)
             self._probe(model)
+            for hook in self.init_hooks.values():  # e.g. the output bias set by apply_bias_init (II.5)
+                with torch.no_grad():
+                    hook(model)
         finally:
             self.set_rng_state(rng)
         return model
+
+    @property
+    def factory(self) -> Callable | None:
+        """The model factory, or None when the session was given a module."""
+        return self._factory
 
     def accepts(self, name: str) -> bool:
         """Whether the model factory takes keyword ``name`` (e.g. ``width``)."""

@@ -322,7 +322,8 @@ def fit(session, epochs: int = 5, lr: float = 1e-3, optimizer="adam", weight_dec
         "reg_strength": session.reg_strength if reg_strength is None else float(reg_strength),
         "regularizer": getattr(session.regularizer, "__name__", None) if session.regularizer else
         ("l2" if (reg_strength or session.reg_strength) else None),
-        "ema": ema, "swa": swa, "name": name, "parent": parent_id, "tags": tags or {},
+        "init_hooks": sorted(session.init_hooks), "ema": ema, "swa": swa, "name": name, "parent": parent_id,
+        "tags": tags or {},
     }
     runtime = {"optimizer_obj": optimizer, "lr_schedule_obj": lr_schedule, "augment_obj": augment,
                "early_stopping_obj": early_stopping, "checkpoint": checkpoint}

@@ -1,0 +1,37 @@
+"""input_independent (II.7) and generalization (L.3): labels shuffled apart from their inputs are caught."""
+
+from __future__ import annotations
+
+import torch
+
+
+def shuffled(digits):
+    tr, te = digits
+    g = torch.Generator().manual_seed(1)
+    return (tr.X, tr.Y[torch.randperm(len(tr.Y), generator=g)])  # the bug: labels no longer match inputs
+
+
+def test_real_inputs_beat_zeros(make_session):
+    r = make_session().check("input_independent", steps=60)
+    assert r.status == "pass" and r.recipe == "II.7"
+    assert r.measured["loss_real"] < 0.5 * r.measured["loss_zeros"]
+    assert r.measured["accuracy_real"] > 0.8 and r.measured["accuracy_zeros"] < 0.2
+
+
+def test_shuffled_labels_fail_input_independent(make_session, digits):
+    r = make_session(train=shuffled(digits)).check("input_independent", steps=60)
+    assert r.status == "fail" and r.measured["relative_gain"] < 0.1
+    assert "not extracting information" in r.message
+
+
+def test_generalization_passes_on_digits(make_session):
+    r = make_session().check("generalization", steps=80)
+    assert r.status == "pass" and r.recipe == "L.3"
+    assert r.measured["val_accuracy"] > 0.8 and abs(r.measured["chance_accuracy"] - 0.1) < 0.02
+
+
+def test_shuffled_labels_fail_generalization(make_session, digits):
+    s = make_session(train=shuffled(digits))
+    r = s.check("generalization", steps=80)
+    assert r.status == "fail" and r.measured["val_accuracy"] < 0.2
+    assert r.measured["val_loss"] > 0.9 * r.measured["constant_loss"]

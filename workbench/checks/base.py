@@ -1,0 +1,278 @@
+"""What every sanity check shares: the CheckResult verdict, the registry, and leaving the session as found.
+
+A check is one function ``check(session, **options) -> CheckResult`` registered with ``@register``.
+The runner (``workbench.checks.run_check``) wraps it in ``preserved(session)`` so the session's
+model, RNG state and last run come back exactly as they were, and turns any exception from the
+user's model into an ``error`` verdict (a check never raises because of a bad model).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import html
+import inspect
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from workbench.datasets import TensorPairDataset
+
+STATUSES = ("pass", "warn", "fail", "skip", "error")
+_SYMBOL = {"pass": "✔", "warn": "⚠", "fail": "✖", "skip": "·", "error": "!"}
+_COLOR = {"pass": "#1a7f37", "warn": "#9a6700", "fail": "#cf222e", "skip": "#57606a", "error": "#8250df"}
+
+
+@dataclass
+class CheckResult:
+    """A verdict with its evidence: status, the numbers measured, what was expected, what to do, the recipe step."""
+
+    name: str
+    status: str
+    measured: dict = field(default_factory=dict)
+    expected: object = None
+    message: str = ""
+    recipe: str = ""
+    details: dict = field(default_factory=dict)
+    seconds: float | None = None
+
+    def __post_init__(self):
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+
+    @property
+    def ok(self) -> bool:
+        """True unless the check failed or errored (warn and skip are not failures)."""
+        return self.status not in ("fail", "error")
+
+    def to_dict(self) -> dict:
+        """A JSON-safe dict (tensors and numpy values become lists and floats, NaN/inf become strings)."""
+        return jsonable({"name": self.name, "status": self.status, "measured": self.measured,
+                         "expected": self.expected, "message": self.message, "recipe": self.recipe,
+                         "details": self.details, "seconds": self.seconds})
+
+    def summary(self) -> str:
+        """One line: the measured numbers, compact."""
+        return ", ".join(f"{k}={fmt(v)}" for k, v in list(self.measured.items())[:4])
+
+    def __repr__(self) -> str:
+        return (f"CheckResult({self.name} [{self.recipe}] {_SYMBOL[self.status]} {self.status}: {self.message} "
+                f"| measured: {self.summary()} | expected: {fmt(self.expected)})")
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(fmt(v))}</td></tr>"
+                       for k, v in self.measured.items())
+        return (f"<div><b style='color:{_COLOR[self.status]}'>{_SYMBOL[self.status]} {self.status}</b> "
+                f"<code>{self.name}</code> <small>recipe {self.recipe}</small><br>{html.escape(self.message)}"
+                f"<table>{rows}</table><small>expected: {html.escape(fmt(self.expected))}</small></div>")
+
+
+@dataclass
+class CheckSpec:
+    """A registered check: its function, recipe step, the tasks it applies to and its option defaults."""
+
+    name: str
+    fn: Callable
+    recipe: str
+    tasks: tuple[str, ...] | None = None
+    order: int = 100
+
+    @property
+    def options(self) -> dict:
+        """Option name -> documented default (the keyword-only parameters of the check function)."""
+        sig = inspect.signature(self.fn)
+        return {k: p.default for k, p in sig.parameters.items() if p.kind is p.KEYWORD_ONLY}
+
+    @property
+    def doc(self) -> str:
+        return (self.fn.__doc__ or "").strip().split("\n")[0]
+
+
+REGISTRY: dict[str, CheckSpec] = {}
+
+
+def register(name: str, recipe: str, tasks=None, order: int = 100):
+    """Register ``fn(session, *, option=default, ...) -> CheckResult`` as the check ``name``."""
+
+    def wrap(fn):
+        REGISTRY[name] = CheckSpec(name, fn, recipe, tuple(tasks) if tasks else None, order)
+        fn.check_name, fn.recipe = name, recipe
+        return fn
+
+    return wrap
+
+
+@contextlib.contextmanager
+def preserved(session):
+    """Restore the session's model (weights, buffers, train/eval mode, requires_grad), RNG and last run."""
+    model = session.model
+    state = copy.deepcopy(model.state_dict()) if isinstance(model, nn.Module) else None
+    training = [(m, m.training) for m in model.modules()] if isinstance(model, nn.Module) else []
+    grads = [(p, p.requires_grad) for p in model.parameters()] if isinstance(model, nn.Module) else []
+    rng = session.rng_state()
+    last_run = session.last_run
+    reg = (session.regularizer, session.reg_strength)
+    grad_enabled = torch.is_grad_enabled()
+    try:
+        yield
+    finally:
+        torch.set_grad_enabled(grad_enabled)
+        session.model = model
+        if state is not None:
+            model.load_state_dict(state)
+            for m, t in training:
+                m.training = t
+            for p, rg in grads:
+                p.requires_grad_(rg)
+        session.set_rng_state(rng)
+        session.last_run = last_run
+        session.regularizer, session.reg_strength = reg
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def result(name: str, status: str, message: str, *, measured=None, expected=None, recipe="", details=None):
+    """Shorthand for the checks: a CheckResult with the check's recipe step."""
+    return CheckResult(name, status, measured or {}, expected, message, recipe or REGISTRY[name].recipe,
+                       details or {})
+
+
+def batches(session, split: str = "train", batch_size: int | None = None, seed: int | None = None,
+            transform=None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """An endless, seeded stream of shuffled batches on the session's device (epoch after epoch).
+
+    Tensor datasets are indexed directly (much faster than a DataLoader for tiny models); any
+    other dataset goes through ``session.loader``, seeded the same way.
+    """
+    ds = session.split(split)
+    bs = int(batch_size or session.batch_size)
+    g = torch.Generator().manual_seed(session.seed if seed is None else int(seed))
+    epoch = 0
+    while True:
+        if isinstance(ds, TensorPairDataset):
+            perm = torch.randperm(len(ds), generator=g)
+            chunks = ((ds.X[perm[i:i + bs]], ds.Y[perm[i:i + bs]]) for i in range(0, len(ds), bs))
+        else:
+            chunks = iter(session.loader(split, shuffle=True, batch_size=bs, seed=int(g.initial_seed()) + epoch))
+        for x, y in chunks:
+            x, y = x.to(session.device), y.to(session.device)
+            yield (transform(x), y) if transform is not None else (x, y)
+        epoch += 1
+
+
+def train_steps(session, model: nn.Module, stream, steps: int, lr: float = 1e-3, reg: bool = False,
+                record: bool = True) -> list[float]:
+    """Adam on ``steps`` batches from ``stream`` (an iterator, or a fixed (x, y) pair); the data losses.
+
+    Regularization stays off unless ``reg`` (recipe II.2, L.3); stops early on a NaN/inf loss.
+    """
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    losses = []
+    for _ in range(int(steps)):
+        x, y = stream if isinstance(stream, tuple) else next(stream)
+        loss = session.data_loss(model(x), y)
+        total = loss + session.reg_loss(model) if reg else loss
+        if record:
+            losses.append(float(loss.detach()))
+        if not torch.isfinite(total.detach()):
+            break
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+    return losses
+
+
+@torch.no_grad()
+def evaluate_on(session, model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 512) -> dict:
+    """Eval-mode data loss and metric of ``model`` on the tensors ``x``/``y`` (all of them)."""
+    was = model.training
+    model.eval()
+    loss_sum = score_sum = 0.0
+    n = 0
+    try:
+        for i in range(0, len(x), chunk):
+            xb, yb = x[i:i + chunk], y[i:i + chunk]
+            out = model(xb)
+            loss_sum += float(session.data_loss(out, yb)) * len(yb)
+            sc, cnt = session.task.score(out, yb)
+            score_sum += sc
+            n += cnt
+    finally:
+        model.train(was)
+    return {"loss": loss_sum / max(n, 1), "metric": score_sum / max(n, 1), "n": n}
+
+
+def split_tensors(session, split: str, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``limit`` examples (all when None) of a split as tensors on the session's device."""
+    ds = session.split(split)
+    n = len(ds) if limit is None else min(int(limit), len(ds))
+    if isinstance(ds, TensorPairDataset):
+        x, y = ds.X[:n], ds.Y[:n]
+    else:
+        x, y = session.batch(split, n)
+    return x.to(session.device), y.to(session.device)
+
+
+def output_layer(model: nn.Module, x: torch.Tensor) -> tuple[str, nn.Module] | None:
+    """The (path, module) whose output IS the model's output, found with forward hooks; else the last
+    Linear/Conv in the module tree."""
+    outs = {}
+    hooks = [m.register_forward_hook(lambda mod, i, o, name=name: outs.__setitem__(name, o))
+             for name, m in model.named_modules() if name and not list(m.children())]
+    try:
+        with torch.no_grad():
+            was = model.training
+            model.eval()
+            out = model(x)
+            model.train(was)
+    finally:
+        for h in hooks:
+            h.remove()
+    modules = dict(model.named_modules())
+    for name, o in outs.items():
+        if o is out:
+            return name, modules[name]
+    last = [(n, m) for n, m in model.named_modules()
+            if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) and m.bias is not None]
+    return last[-1] if last else None
+
+
+def jsonable(o):
+    """Plain JSON types from tensors, numpy values, tuples and non-finite floats."""
+    if isinstance(o, dict):
+        return {str(k): jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple, set)):
+        return [jsonable(v) for v in o]
+    if isinstance(o, torch.Tensor):
+        return jsonable(o.detach().cpu().tolist())
+    if isinstance(o, np.ndarray):
+        return jsonable(o.tolist())
+    if isinstance(o, (np.floating, np.integer, np.bool_)):
+        o = o.item()
+    if isinstance(o, float) and not math.isfinite(o):
+        return str(o)
+    if o is None or isinstance(o, (bool, int, float, str)):
+        return o
+    return repr(o)
+
+
+def fmt(v) -> str:
+    """A number (or anything) short enough for a table cell."""
+    if isinstance(v, bool) or v is None:
+        return str(v)
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        v = float(v)
+        if v == 0 or not math.isfinite(v):
+            return str(v)
+        return f"{v:.3g}" if 1e-3 <= abs(v) < 1e4 else f"{v:.2e}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(fmt(x) for x in list(v)[:4]) + (", …" if len(v) > 4 else "") + "]"
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {fmt(x)}" for k, x in list(v.items())[:3])
+    return str(v)

@@ -1,0 +1,117 @@
+"""Does the model use its input? input_independent (recipe II.7) and generalization (L.3 note).
+
+input_independent trains the same seeded model twice on the same batches, once with every input
+zeroed, and compares the held-out loss: real inputs must clearly win. generalization trains briefly
+on the full training set and asks the held-out metric to clearly beat chance and the best
+input-independent (constant) prediction: a model can overfit a small sample with features unrelated
+to the input (a bug such as labels shuffled apart from their inputs) but then fails here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from workbench.checks.base import batches, evaluate_on, register, result, split_tensors, train_steps
+
+II7, GEN = "input_independent", "generalization"
+
+
+def _eval_limit(eval_examples):
+    return None if eval_examples is None else int(eval_examples)
+
+
+@register(II7, "II.7", order=110)
+def input_independent(session, *, steps: int = 150, lr: float = 3e-3, margin: float = 0.1,
+                      eval_examples: int | None = None):
+    """Train ``steps`` batches with zeroed inputs, then with real ones (same seed, same batches); the
+    held-out loss with real inputs must be at least ``margin`` (relative) below the zero-input loss.
+    ``eval_examples``: held-out examples evaluated (None: the whole held-out split, recipe II.3)."""
+    xe, ye = split_tensors(session, session.eval_split, _eval_limit(eval_examples))
+    runs = {}
+    for kind in ("zeros", "real"):
+        zero = torch.zeros_like if kind == "zeros" else None
+        session.seed_everything()
+        model = session.new_model()
+        losses = train_steps(session, model, batches(session, transform=zero), steps, lr=lr)
+        ev = evaluate_on(session, model, torch.zeros_like(xe) if zero else xe, ye)
+        runs[kind] = {**ev, "train_curve": losses[:: max(1, len(losses) // 50)]}
+    z, r = runs["zeros"]["loss"], runs["real"]["loss"]
+    gain = (z - r) / abs(z) if z else float("nan")
+    measured = {"loss_real": r, "loss_zeros": z, "relative_gain": gain,
+                f"{session.task.metric}_real": runs["real"]["metric"],
+                f"{session.task.metric}_zeros": runs["zeros"]["metric"], "steps": steps}
+    expected = {"loss_real_below": z * (1 - margin)}
+    details = {"runs": runs, "eval_split": session.eval_split}
+    if not math.isfinite(r):
+        return result(II7, "fail", "training on real inputs diverged (loss not finite)", measured=measured,
+                      expected=expected, details=details)
+    if gain >= margin:
+        return result(II7, "pass", f"real inputs beat zeroed inputs: held-out loss {r:.3g} vs {z:.3g} "
+                      f"({gain:.0%} lower).", measured=measured, expected=expected, details=details)
+    return result(II7, "fail", f"real inputs barely beat zeroed inputs (held-out loss {r:.3g} vs {z:.3g}): the "
+                  "model is not extracting information from its input — check that inputs and labels stay "
+                  "paired through the pipeline and look at the batch view (II.10).", measured=measured,
+                  expected=expected, details=details)
+
+
+def constant_baseline(session, y_eval: torch.Tensor) -> dict:
+    """The best input-independent prediction, fit on the training labels, scored on the held-out labels."""
+    y_train = session.labels("train").to(y_eval.device)
+    if session.task.name == "regression":
+        mean = y_train.float().mean(0)
+        mse = float(((y_eval.float() - mean) ** 2).reshape(len(y_eval), -1).mean())
+        return {"loss": mse, "metric": mse}
+    c = session.num_classes
+    counts = torch.bincount(y_train.reshape(-1).long(), minlength=c).double() + 1e-3
+    logp = (counts / counts.sum()).log().float().to(y_eval.device)
+    yv = y_eval.reshape(-1).long()
+    loss = float(F.cross_entropy(logp.expand(len(yv), -1), yv))
+    majority = int(counts.argmax())
+    return {"loss": loss, "metric": float((yv == majority).float().mean())}
+
+
+@register(GEN, "L.3", order=120)
+def generalization(session, *, steps: int = 300, lr: float = 3e-3, margin: float = 0.1,
+                   eval_examples: int | None = None):
+    """Train ``steps`` batches on the full training set; the held-out loss must be ``margin`` (relative)
+    below the best constant prediction, and the metric clearly better than chance (3 standard errors)."""
+    xe, ye = split_tensors(session, session.eval_split, _eval_limit(eval_examples))
+    session.seed_everything()
+    model = session.new_model()
+    losses = train_steps(session, model, batches(session), steps, lr=lr)
+    ev = evaluate_on(session, model, xe, ye)
+    base = constant_baseline(session, ye)
+    higher = session.task.higher_is_better
+    n = max(ev["n"], 1)
+    p = min(max(base["metric"], 1e-6), 1 - 1e-6)
+    se = math.sqrt(p * (1 - p) / n) if higher else 0.0
+    metric_ok = ev["metric"] > base["metric"] + max(3 * se, 0.02) if higher else \
+        ev["metric"] < base["metric"] * (1 - margin)
+    loss_ok = ev["loss"] < base["loss"] * (1 - margin)
+    measured = {"val_loss": ev["loss"], f"val_{session.task.metric}": ev["metric"],
+                "constant_loss": base["loss"], f"chance_{session.task.metric}": base["metric"],
+                "final_train_loss": sum(losses[-10:]) / max(len(losses[-10:]), 1), "steps": steps}
+    ii7 = session.results.get(II7)
+    if ii7 is not None and ii7.status != "error" and "loss_zeros" in ii7.measured:
+        measured["input_independent_loss"] = ii7.measured["loss_zeros"]
+        loss_ok = loss_ok and ev["loss"] < ii7.measured["loss_zeros"] * (1 - margin)
+    expected = {"val_loss_below": base["loss"] * (1 - margin),
+                f"val_{session.task.metric}_{'above' if higher else 'below'}":
+                    base["metric"] + max(3 * se, 0.02) if higher else base["metric"] * (1 - margin)}
+    details = {"train_curve": losses[:: max(1, len(losses) // 50)], "eval_split": session.eval_split}
+    if loss_ok and metric_ok:
+        return result(GEN, "pass", f"held-out {session.task.metric} {ev['metric']:.3g} beats chance "
+                      f"{base['metric']:.3g} and the loss {ev['loss']:.3g} beats the constant prediction "
+                      f"{base['loss']:.3g}.", measured=measured, expected=expected, details=details)
+    train_fit = measured["final_train_loss"] < base["loss"] * (1 - margin)
+    why = ("the model fits the training data but learns nothing that carries to held-out data: the labels may "
+           "not belong to their inputs (shuffled apart), or the features are unrelated to the input"
+           if train_fit else "the model learned nothing in the budget: check the learning rate and the pipeline "
+           "(overfit_batch first)")
+    ref = "chance" if higher else "the constant prediction"
+    return result(GEN, "fail", f"held-out {session.task.metric} {ev['metric']:.3g} vs {ref} {base['metric']:.3g}, "
+                  f"loss {ev['loss']:.3g} vs constant {base['loss']:.3g}: {why}.", measured=measured,
+                  expected=expected, details=details)
