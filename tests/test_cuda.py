@@ -41,3 +41,23 @@ def test_background_run_stops_on_cuda(gpu_session):
     run.stop()
     run.wait(60)
     assert run.status == "stopped"
+
+
+def test_every_check_gives_a_verdict_on_a_gpu_model(gpu_session):
+    results = gpu_session.checks()
+    by_name = {r.name: r for r in results}
+    assert not [r for r in results if r.status == "error"], [(r.name, r.message) for r in results]
+    for name in ("init_loss", "batch_dependency", "gradient_check", "overfit_batch", "input_independent"):
+        assert by_name[name].status == "pass", (name, by_name[name].message)
+    assert next(gpu_session.model.parameters()).is_cuda  # the session's model stays on the device
+
+
+def test_instruments_on_cuda_do_not_change_training(gpu_session):
+    plain = gpu_session.fit(epochs=1)
+    handles = gpu_session.instrument("default", every=4)
+    watched = gpu_session.fit(epochs=1)
+    recorded = {h.instrument.name: h.instrument.version for h in handles}
+    for h in handles:
+        h.remove()
+    assert watched.steps.data_loss.tolist() == pytest.approx(plain.steps.data_loss.tolist(), rel=1e-5)
+    assert all(v > 0 for v in recorded.values()), recorded  # every instrument measured on the GPU model
