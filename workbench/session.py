@@ -36,8 +36,9 @@ class Session:
                  num_classes: int | None = None, loss: Callable | None = None,
                  regularizer: Callable[[nn.Module], torch.Tensor] | None = None, reg_strength: float = 0.0,
                  seed: int = 0, device: str = "auto", root="runs", batch_size: int = 64, name: str | None = None,
-                 num_workers: int = 0):
+                 num_workers: int = 0, deterministic: bool = False):
         self.seed = int(seed)
+        self.deterministic = bool(deterministic)
         self.num_workers = int(num_workers)
         self.batch_size = int(batch_size)
         self.train = as_dataset(train, "train")
@@ -105,6 +106,10 @@ class Session:
         random.seed(seed)
         np.random.seed(seed % 2**32)
         torch.manual_seed(seed)
+        if self.deterministic and self.device.type == "cuda":
+            # cuDNN picks non-deterministic convolution kernels unless told otherwise (recipe II.1 on a GPU)
+            torch.backends.cudnn.deterministic = True
+            torch.backends.cudnn.benchmark = False
         return seed
 
     def rng_state(self) -> dict:
@@ -294,6 +299,10 @@ class Session:
     def runs(self) -> pd.DataFrame:
         """Every run under ``root`` (also after a kernel restart), newest last."""
         return self.store.table(self._live_runs)
+
+    def register_run(self, run: Run) -> None:
+        """Make a run created outside ``fit`` (e.g. distillation) known as live to this session."""
+        self._live_runs[run.id] = run
 
     def run(self, run_id: str) -> Run:
         return self._live_runs.get(run_id) or self.store.load(run_id)

@@ -256,6 +256,8 @@ class Trainer:
                     "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]]},
             "meta": {"run": self.run.id, "model": self.session.model_name, "task": self.task.name},
         }
+        if torch.cuda.is_available():
+            state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
         if self.scheduler is not None and hasattr(self.scheduler, "state_dict"):
             state["scheduler"] = self.scheduler.state_dict()
         return state
@@ -268,6 +270,8 @@ class Trainer:
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(rng["cuda"])
         self.loader.generator.set_state(rng["loader"])
         random.setstate(_py_state_from_plain(rng["python"]))
         npst = rng["numpy"]
