@@ -1,11 +1,8 @@
 """Shared fixtures: the embedded digits data and sessions rooted in a temporary folder."""
 
-import os
-
 import pytest
 import torch
 
-os.environ.setdefault("BOKEH_RESOURCES", "inline")
 torch.set_num_threads(1)  # tests share two cores; one thread each keeps timings calm and results stable
 
 

@@ -113,3 +113,19 @@ def test_killed_run_is_listed_loses_at_most_one_step_and_resumes(tmp_path):
     assert resumed.metrics.epoch.tolist() == [1, 2, 3]
     assert resumed.steps.step.tolist() == list(range(1, 3 * 23 + 1))
     assert s.runs().status.iloc[0] == "completed"
+
+
+def test_resume_asks_for_a_custom_augmentation_again(digits, tmp_path):
+    train, test = digits
+    s = wb.Session(wb.models.linear, train, test, root=tmp_path)
+    flip = lambda x: x.flip(-1)  # noqa: E731
+    run = s.fit(epochs=1, augment=flip)
+    with pytest.raises(wb.RunError, match="cannot be rebuilt from disk"):
+        s.resume(run.id, epochs=2)
+    assert s.resume(run.id, epochs=2, augment=flip).metrics.epoch.tolist() == [1, 2]
+
+
+def test_parent_false_starts_from_nothing(session):
+    first = session.fit(epochs=1)
+    assert session.fit(epochs=1).config["parent"] == first.id
+    assert session.fit(epochs=1, parent=False).config["parent"] is None

@@ -12,6 +12,7 @@ SUBCOMMANDS = {  # name -> (module providing add_arguments(parser) and main(args
     "serve": ("workbench.ui.serve", "serve the workbench app (Panel) on localhost"),
     "check": ("workbench.checks.cli", "run the sanity checks of recipe part II and print their verdicts"),
     "audit": ("workbench.data.cli", "audit a dataset for the issues of recipe step I.2"),
+    "tune": ("workbench.tune.cli", "LR range test, random search and curve diagnosis (recipe III.B)"),
     "runs": ("workbench.cli", "list the runs stored under a root folder"),
 }
 

@@ -289,16 +289,19 @@ class Session:
                    lr_schedule=lr_schedule, early_stopping=early_stopping, callbacks=callbacks,
                    background=background, **options)
 
-    def resume(self, run_id: str, epochs: int | None = None, *, background: bool = False) -> Run:
+    def resume(self, run_id: str, epochs: int | None = None, *, background: bool = False, augment=None) -> Run:
         """Continue a run from its last checkpoint, up to ``epochs`` in total (its config's by default)."""
         from workbench.train import resume
 
-        return resume(self, run_id, epochs=epochs, background=background)
+        return resume(self, run_id, epochs=epochs, background=background, augment=augment)
 
     # ------------------------------------------------------------------------------- runs
     def runs(self) -> pd.DataFrame:
-        """Every run under ``root`` (also after a kernel restart), newest last."""
-        return self.store.table(self._live_runs)
+        """Every run under ``root`` (also after a kernel restart), newest last; ``changed`` / ``one_thing``
+        say what each run changed from the run it started from (recipe III.M3)."""
+        from workbench.tune.compare import annotate_runs
+
+        return annotate_runs(self.store.table(self._live_runs), self)
 
     def register_run(self, run: Run) -> None:
         """Make a run created outside ``fit`` (e.g. distillation) known as live to this session."""

@@ -310,8 +310,9 @@ def fit(session, epochs: int = 5, lr: float = 1e-3, optimizer="adam", weight_dec
     seed = session.seed if seed is None else int(seed)
     model_kwargs = dict(model_kwargs or {})
     parent_id = parent.id if isinstance(parent, Run) else parent
-    if parent_id is None and session.last_run is not None:
+    if parent_id is None and session.last_run is not None:  # parent=False: a run that starts from nothing
         parent_id = session.last_run.id
+    parent_id = parent_id or None
     config = {
         "model": session.model_name, "model_kwargs": model_kwargs, "task": session.task.name,
         "num_classes": session.num_classes, "data": session.name, "n_train": len(session.train),
@@ -344,8 +345,12 @@ def fit(session, epochs: int = 5, lr: float = 1e-3, optimizer="adam", weight_dec
     return _launch(session, run, model, {**config, **runtime}, callbacks, background, start=None)
 
 
-def resume(session, run_id: str, epochs: int | None = None, background: bool = False) -> Run:
-    """Continue a run from its last checkpoint (from scratch, same seed, when it has none)."""
+def resume(session, run_id: str, epochs: int | None = None, background: bool = False, augment=None) -> Run:
+    """Continue a run from its last checkpoint (from scratch, same seed, when it has none).
+
+    A run trained with a custom augmentation callable needs it again as ``augment=``: only its
+    description is on disk.
+    """
     live = session._live_runs.get(run_id)
     if live is not None and live.running:
         raise RunError(f"run {run_id} is still training")
@@ -353,8 +358,13 @@ def resume(session, run_id: str, epochs: int | None = None, background: bool = F
     config = dict(run.config)
     if epochs is not None:
         config["epochs"] = int(epochs)
+    saved_augment = config.get("augment", False)
+    if augment is None and not isinstance(saved_augment, bool):
+        raise RunError(f"run {run_id} was trained with the augmentation {saved_augment}, which cannot be rebuilt "
+                       "from disk; pass it again: session.resume(run_id, augment=...)")
     runtime = {"optimizer_obj": config["optimizer"], "lr_schedule_obj": config.get("lr_schedule"),
-               "augment_obj": config.get("augment") is True, "early_stopping_obj": config.get("early_stopping"),
+               "augment_obj": saved_augment if augment is None else augment,
+               "early_stopping_obj": config.get("early_stopping"),
                "checkpoint": True}
     state = run.load_checkpoint() if run.checkpoints() else None
     session.store.truncate_after(run, state["step"] if state else 0, state["epoch"] if state else 0)
