@@ -35,8 +35,15 @@ def ipywidget(view):
     return pn.ipywidget(view)
 
 
+def load_extensions() -> None:
+    """Panel's JS extensions the views need (Tabulator) and notifications: call once, before serving."""
+    pn.extension("tabulator", notifications=True)
+
+
 if __name__.startswith("bokeh_app"):  # `panel serve workbench/ui/app.py`: the digits demo, one per browser session
     import os
+
+    load_extensions()
 
     from workbench.demo import demo_session
 

@@ -18,7 +18,9 @@ def main(args) -> int:
     import panel as pn
 
     from workbench.cli import load_session
-    from workbench.ui.app import create_app
+    from workbench.ui.app import create_app, load_extensions
+
+    load_extensions()
 
     def page():
         return create_app(load_session(args.script, root=args.root, defects=args.defects))

@@ -1,0 +1,104 @@
+"""The served app in a subprocess (``workbench serve --defects``) and Debian's Chromium through Playwright."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+ROOT = Path(__file__).resolve().parents[2]
+ASSETS = ROOT / "assets"
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def chromium_path():
+    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+        if os.environ.get("WORKBENCH_REQUIRE_BROWSER"):
+            pytest.fail(f"WORKBENCH_REQUIRE_BROWSER is set but no Chromium at {CHROMIUM}")
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    return CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, chromium_path):
+    """``workbench serve --defects`` on a free localhost port; yields its URL."""
+    port = _free_port()
+    root = tmp_path_factory.mktemp("served-runs")
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = open(ARTIFACTS / "serve.log", "w+")  # kept for reading after a failed CI run
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("BOKEH_RESOURCES", None)  # the tests' inline setting breaks the served template's CSS
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "serve", "--defects", "--port", str(port),
+                             "--root", str(root)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log.seek(0)
+            pytest.fail(f"workbench serve exited:\n{log.read()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("workbench serve did not open its port in 90 s")
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium_path, args=FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    ctx = browser.new_context(viewport={"width": 1500, "height": 1000})
+    pg = ctx.new_page()
+    pg.goto(server, timeout=120_000)
+    pg.wait_for_selector(".wb-step-browse", timeout=120_000)
+    yield pg
+    ctx.close()
+
+
+def shot(page, name: str) -> None:
+    """A screenshot into test-artifacts/ and assets/ (the README shows assets/wizard.png)."""
+    for folder in (ARTIFACTS, ASSETS):
+        folder.mkdir(exist_ok=True)
+        page.screenshot(path=str(folder / name), full_page=False)
+
+
+_DEEP_TEXT = """el => { const deep = n => { let t = ''; if (n.shadowRoot) t += deep(n.shadowRoot);
+  for (const c of n.childNodes) { t += c.nodeType === 3 ? c.textContent : deep(c); } return t; };
+  return deep(el); }"""
+
+
+def text(locator) -> str:
+    """The text of an element including what Panel renders inside its shadow roots."""
+    return locator.evaluate(_DEEP_TEXT)

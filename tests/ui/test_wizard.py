@@ -1,0 +1,87 @@
+"""RecipeWizard and the app shell: steps, statuses from the session, the "Next" card, errors as notifications."""
+
+import panel as pn
+
+from workbench.ui import create_app
+from workbench.ui.common import ERRORS, guarded
+from workbench.ui.wizard import RecipeWizard, available_steps, next_action, step_status
+
+
+class CheckResult:
+    """A CheckResult-shaped record (the views read only these attributes); the checks backend has its own."""
+
+    def __init__(self, name, status, measured, expected, message, recipe):
+        self.name, self.status, self.measured, self.expected = name, status, measured, expected
+        self.message, self.recipe = message, recipe
+
+
+def test_every_available_step_opens_and_shows_its_views(small_session):
+    wiz = RecipeWizard(small_session)
+    keys = [s.key for s in available_steps()]
+    assert {"browse", "batch", "train", "export"} <= set(keys)
+    for key in keys:
+        wiz.go(key)
+        assert wiz.step == key
+        title = wiz._content[0].object
+        assert title.startswith("## ")
+    assert not ERRORS.messages, ERRORS.messages
+    assert {"DataBrowser", "BatchViewer", "LiveCurves", "ExportView"} <= set(wiz.views)
+
+
+def test_statuses_and_next_follow_the_session(small_session):
+    s = small_session
+    assert step_status(s, "checks") == "not run"
+    assert step_status(s, "train") == "not run"
+    s.results["init_loss"] = CheckResult("init_loss", "pass", {"loss": 2.30}, 2.3026, "ok", "II.4")
+    assert step_status(s, "checks") == "pass"
+    s.results["input_independent"] = CheckResult("input_independent", "fail", {"gap": 0.0}, 0.5,
+                                                 "the model does not use its input", "II.7")
+    assert step_status(s, "checks") == "fail"
+    key, text = next_action(s)
+    assert key == "checks" and "input_independent" in text and "II.7" in text
+    del s.results["input_independent"]
+    s.fit(epochs=1)
+    assert step_status(s, "train") == "pass"
+    s.human_baseline = 0.9
+    assert step_status(s, "browse") == "pass"
+
+
+def test_wizard_redraws_when_a_session_event_arrives(small_session):
+    wiz = RecipeWizard(small_session)
+    before = wiz.refresh_counter
+    small_session.fit(epochs=1)  # emits run_end from the training code; the wizard only marks itself dirty
+    assert wiz._dirty
+    wiz.tick()
+    assert wiz.refresh_counter == before + 1
+    labels = [b.label for b in wiz._stepper if isinstance(b, pn.widgets.Button)]
+    assert any(lbl.startswith("✔ Live curves") for lbl in labels)
+
+
+def test_an_error_in_a_callback_is_shown_and_the_app_keeps_working(small_session):
+    app = create_app(small_session)
+    wiz = app.wizard
+
+    @guarded
+    def explode():
+        raise RuntimeError("boom")
+
+    assert explode() is None
+    assert any("boom" in m for m in ERRORS.messages)
+    # a bad action on a real view: marking with nothing selected names the problem
+    wiz.go("browse")
+    browser = wiz.views["DataBrowser"]
+    browser.mark_exclude()
+    assert any("select examples" in m for m in ERRORS.messages)
+    # ... and the page still answers
+    wiz.go("train")
+    assert wiz.step == "train"
+    browser.select([0, 1])
+    browser.mark_exclude()
+    assert len(browser.export_marks()) == 2
+
+
+def test_app_is_a_template_with_the_stepper_in_the_sidebar(small_session):
+    app = create_app(small_session)
+    assert isinstance(app, pn.template.FastListTemplate)
+    assert pn.config.notifications
+    assert app.sidebar[0] is app.wizard.stepper()

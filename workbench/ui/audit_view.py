@@ -1,0 +1,106 @@
+"""AuditView: run the data audit (I.2) off the page's thread, with progress, and show its summary.
+
+The audit's issues then appear as filters in the DataBrowser (duplicate sets side by side).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pandas as pd
+import panel as pn
+import param
+
+from workbench.ui.common import LiveView, describe_error, guarded, notify_error, notify_info
+
+
+def run_audit(session, **options):
+    """``session.audit()`` with the task named, stored in ``session.reports["audit"]`` for every view."""
+    options.setdefault("task", session.task.name)
+    report = session.audit(**options)
+    session.reports["audit"] = report
+    return report
+
+
+class AuditView(LiveView):
+    """A button that audits the session's splits in a thread, a progress bar, the summary table."""
+
+    stage = param.String(default="")
+    running = param.Boolean(default=False)
+
+    def __init__(self, session, **params):
+        super().__init__(**params)
+        self.session = session
+        self._progress = {"done": 0, "total": 1, "stage": ""}  # written by the audit thread, read by flush
+        self._thread = None
+        self._outcome = None
+        self.progress = pn.indicators.Progress(value=0, max=100, width=300, visible=False)
+        self.button = pn.widgets.Button(label="Run the audit (I.2)", button_type="primary", width=190,
+                                        css_classes=["wb-audit-run"])
+        self.button.on_click(lambda e: self.start())
+        self._summary = pn.Column()
+        self._handle = session.on("audit_progress", self._on_progress)
+        self.show()
+
+    def _on_progress(self, event) -> None:
+        self._progress = {"done": event.done, "total": max(1, event.total), "stage": event.stage}
+
+    @guarded
+    def start(self):
+        """Audit in a background thread; the page stays responsive and shows the progress."""
+        if self.running:
+            return
+        self.running = True
+        self.button.disabled = True
+        self.progress.visible = True
+        self._outcome = None
+
+        def work():
+            try:
+                self._outcome = ("ok", run_audit(self.session))
+            except Exception as e:  # noqa: BLE001 - reported as a notification by flush
+                self._outcome = ("error", e)
+
+        self._thread = threading.Thread(target=work, name="workbench-audit", daemon=True)
+        self._thread.start()
+
+    def wait(self, timeout=None):
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.flush()
+
+    def flush(self) -> None:
+        if not self.running:
+            return
+        p = self._progress
+        self.progress.value = int(100 * min(1.0, p["done"] / p["total"]))
+        self.stage = str(p["stage"])
+        if self._outcome is not None:
+            kind, value = self._outcome
+            self.running = False
+            self.button.disabled = False
+            self.progress.visible = False
+            if kind == "error":
+                notify_error(f"the audit failed: {describe_error(value)}")
+            else:
+                notify_info(f"audit done: {int((value.issues['index'] >= 0).sum())} flagged examples")
+            self.show()
+
+    def show(self) -> None:
+        rep = self.session.reports.get("audit")
+        if rep is None:
+            self._summary[:] = [pn.pane.Markdown("Not audited yet. The audit looks for exact and near duplicates, "
+                                                 "train/test leaks, corrupt inputs, likely wrong labels, outliers "
+                                                 "and class imbalance (I.2).")]
+            return
+        summary = rep.summary.reset_index() if isinstance(rep.summary, pd.DataFrame) else pd.DataFrame()
+        self._summary[:] = [pn.pane.Markdown(f"**{int((rep.issues['index'] >= 0).sum())}** flagged examples. "
+                                             "Open *Browse the data* and filter by audit issue to see them; "
+                                             "duplicate sets are shown side by side."),
+                            pn.widgets.Tabulator(summary, disabled=True, show_index=False, height=330,
+                                                 css_classes=["wb-audit-summary"])]
+
+    def __panel__(self):
+        self.start_updates()
+        return pn.Column(pn.Row(self.button, self.progress, pn.pane.Markdown(self.param.stage)), self._summary,
+                         name="Audit")

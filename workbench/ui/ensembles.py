@@ -1,0 +1,100 @@
+"""EnsembleView: ensembles of seeds or of one run's checkpoints, and what each added member gains (IV.1-IV.3).
+
+Building members trains models, so it runs in a background thread; the result lands in
+``session.reports["ensemble"]`` and is drawn by the periodic flush on the page's thread.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import panel as pn
+import param
+from bokeh.models import ColumnDataSource
+from bokeh.plotting import figure
+
+from workbench.ui.common import LiveView, describe_error, fmt, guarded, notify_error, notify_info
+
+
+class EnsembleView(LiveView):
+    """Pick a kind and a size, build the ensemble off the page's thread, see members, ensemble and gains."""
+
+    kind = param.Selector(default="checkpoints", objects=["checkpoints", "seeds"],
+                          doc="checkpoints of the last run (IV.3, cheap) or fresh seeds (IV.1)")
+    n = param.Integer(default=3, bounds=(2, 10))
+    epochs = param.Integer(default=3, bounds=(1, 100), doc="epochs per member (seeds)")
+    running = param.Boolean(default=False)
+
+    def __init__(self, session, **params):
+        super().__init__(**params)
+        self.session = session
+        self._thread = None
+        self._outcome = None
+        self.result = session.reports.get("ensemble")
+        self.source = ColumnDataSource({"k": [], "metric": []})
+        self.fig = figure(width=420, height=240, title="ensemble metric vs members (III.R1: gains fade after ~5)",
+                          x_axis_label="members", toolbar_location=None, tools="")
+        self.fig.line("k", "metric", source=self.source, line_width=2)
+        self.fig.scatter("k", "metric", source=self.source, size=6)
+        self.button = pn.widgets.Button(label="Build the ensemble", button_type="success", width=180,
+                                        css_classes=["wb-ensemble-run"])
+        self.button.on_click(lambda e: self.start())
+        self._summary = pn.pane.Markdown("", css_classes=["wb-ensemble-summary"])
+        self._members = pn.widgets.Tabulator(disabled=True, show_index=False, height=200, width=520)
+        self.show()
+
+    @guarded
+    def start(self):
+        """Build the ensemble in a background thread."""
+        if self.running:
+            return
+        if self.kind == "checkpoints" and self.session.last_run is None:
+            raise ValueError("a checkpoint ensemble needs a run: train one first (Live curves)")
+        opts = {"epochs": self.epochs} if self.kind == "seeds" else {}
+        self.running, self._outcome, self.button.disabled = True, None, True
+
+        def work():
+            try:
+                self._outcome = ("ok", self.session.ensemble(self.kind, n=self.n, **opts))
+            except Exception as e:  # noqa: BLE001 - shown by flush
+                self._outcome = ("error", e)
+
+        self._thread = threading.Thread(target=work, name="workbench-ensemble", daemon=True)
+        self._thread.start()
+
+    def wait(self, timeout=None):
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.flush()
+
+    def flush(self) -> None:
+        if not self.running or self._outcome is None:
+            return
+        kind, value = self._outcome
+        self.running, self.button.disabled = False, False
+        if kind == "error":
+            notify_error(f"the ensemble failed: {describe_error(value)}")
+            return
+        self.result = value
+        self.session.reports["ensemble"] = value
+        notify_info(f"ensemble of {len(value.members)}: {value.metric_name} {fmt(value.metric)}")
+        self.show()
+
+    def show(self) -> None:
+        r = self.result
+        if r is None:
+            self._summary.object = "No ensemble yet."
+            return
+        self.source.data = {"k": r.gains["k"].tolist(), "metric": r.gains["metric"].tolist()}
+        self._summary.object = (f"**{r.kind}** ensemble of {len(r.members)} (recipe {r.recipe}): {r.metric_name} "
+                                f"**{fmt(r.metric)}** vs {fmt(r.mean_member_metric)} for the average member "
+                                f"(improvement {fmt(r.improvement)}) on the whole {r.split} split "
+                                f"({r.n_eval} examples)")
+        self._members.value = r.members.round(4)
+
+    def __panel__(self):
+        self.start_updates()
+        return pn.Column(pn.Row(pn.widgets.Select.from_param(self.param.kind, width=130),
+                                pn.widgets.IntInput.from_param(self.param.n, width=80),
+                                pn.widgets.IntInput.from_param(self.param.epochs, width=80), self.button),
+                         self._summary, pn.Row(pn.pane.Bokeh(self.fig), self._members), name="Ensembles")

@@ -1,0 +1,294 @@
+"""Live instrument views: first-layer filters (P.4), wiggle (II.11), histograms (P.3), update ratio (P.5).
+
+Each view attaches its instrument to the session (``session.instrument(name)``) if it is not
+attached yet, and its ``flush()`` (document thread) reads the instrument's buffer with
+``since(version)``, so the training thread never touches a Bokeh model.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+
+import numpy as np
+import panel as pn
+import param
+from bokeh.layouts import gridplot
+from bokeh.models import BoxAnnotation, ColumnDataSource, LinearColorMapper, Span
+from bokeh.palettes import Category10_10, Viridis256
+from bokeh.plotting import figure
+
+from workbench.ui.common import LiveView, badge, on_document
+
+_STATUS = {"ok": "pass", "warn": "warn", "fail": "fail", "empty": "not run"}
+
+
+def instrument(session, name: str, every: int | None = None):
+    """The session's attached instrument called ``name``, attaching it when absent (or at a new cadence)."""
+    for inst in getattr(session, "instruments", []):
+        if getattr(inst, "name", None) == name and (every is None or getattr(inst, "every", None) == every):
+            return inst
+    handles = session.instrument([name], every=every)
+    return getattr(handles[0], "instrument", None) or next(i for i in session.instruments if i.name == name)
+
+
+def verdict_html(inst) -> str:
+    s = inst.summary()
+    return (f"{badge(_STATUS.get(s.get('status'), 'not run'), s.get('status', ''))} "
+            f"{html.escape(str(s.get('verdict', '')))} <small>(recipe {html.escape(str(s.get('recipe', '')))})"
+            "</small>")
+
+
+class _InstrumentView(LiveView):
+    """Shared: the instrument, the run it shows, the version read so far, the verdict line."""
+
+    name_ = ""
+    verdict = param.String(default="")
+
+    def __init__(self, session, every: int | None = None, **params):
+        super().__init__(**params)
+        self.session = session
+        self.inst = instrument(session, self.name_, every)
+        self._version = 0
+        self._run = None
+
+    def _new(self) -> list[dict]:
+        """Records the instrument buffered since the last flush; a new run resets the view first."""
+        if self.inst.run_id != self._run:
+            self._run = self.inst.run_id
+            self._version = 0
+            self.reset()
+        recs = self.inst.since(self._version)
+        if recs:
+            self._version = recs[-1]["version"]
+        return recs
+
+    def reset(self) -> None:  # pragma: no cover - overridden
+        pass
+
+    def flush(self) -> None:
+        recs = self._new()
+        if recs:
+            self.update(recs)
+            self.verdict = verdict_html(self.inst)
+
+
+class FilterGrid(_InstrumentView):
+    """First-layer weights as an image grid per epoch, with a slider over epochs (P.4, III.R11)."""
+
+    name_ = "first_layer"
+    index = param.Integer(default=0, bounds=(0, None), doc="which recorded epoch is shown")
+    follow = param.Boolean(default=True, doc="jump to the newest epoch as it arrives")
+
+    def __init__(self, session, every: int | None = None, **params):
+        super().__init__(session, every, **params)
+        self.records: list[dict] = []
+        self.source = ColumnDataSource({"image": [], "dw": [], "dh": []})
+        self.fig = figure(width=360, height=360, title="first-layer filters (P.4)", toolbar_location=None,
+                          tools="", x_range=(0, 1), y_range=(0, 1), css_classes=["wb-filter-grid"])
+        self.fig.image_rgba(image="image", x=0, y=0, dw="dw", dh="dh", source=self.source)
+        self.fig.axis.visible = False
+        self.fig.grid.visible = False
+        self.slider = pn.widgets.IntSlider.from_param(self.param.index, name="epoch record", width=340)
+        self.caption = pn.pane.Markdown("", css_classes=["wb-filter-caption"])
+        self.flush()
+
+    def reset(self) -> None:
+        self.records = []
+        self.source.data = {"image": [], "dw": [], "dh": []}
+
+    def update(self, recs) -> None:
+        self.records += [{k: v for k, v in r.items()} for r in recs]
+        self.param.index.bounds = (0, max(0, len(self.records) - 1))
+        self.slider.end = max(1, len(self.records) - 1)
+        if self.follow:
+            self.index = len(self.records) - 1
+        self._draw()
+
+    @param.depends("index", watch=True)
+    def _index_changed(self) -> None:
+        on_document(self._draw)  # the slider's change may arrive without the document lock
+
+    def _draw(self) -> None:
+        if not self.records:
+            return
+        r = self.records[min(self.index, len(self.records) - 1)]
+        img = r["image"]
+        rgba = np.concatenate([img, np.full(img.shape[:2] + (1,), 255, np.uint8)], axis=2)
+        packed = np.ascontiguousarray(rgba[::-1]).view(np.uint32)[..., 0]
+        self.source.data = {"image": [packed], "dw": [img.shape[1]], "dh": [img.shape[0]]}
+        # explicit ranges: an auto range does not always follow an image whose size arrives later
+        self.fig.x_range.start, self.fig.x_range.end = 0, img.shape[1]
+        self.fig.y_range.start, self.fig.y_range.end = 0, img.shape[0]
+        self.caption.object = (f"epoch **{r['epoch']}** (step {r['step']}) · layer `{r['layer']}` · "
+                               f"change from init {r['change']:.3f} · smoothness {r['smoothness']:.3f}")
+
+    def __panel__(self):
+        self.start_updates()
+        return pn.Column("#### First-layer filters (P.4)", pn.pane.Bokeh(self.fig), self.slider, self.caption,
+                         pn.pane.HTML(self.param.verdict), name="Filters")
+
+
+class WigglePlot(_InstrumentView):
+    """True-class probability of each fixed test example over steps, as small multiples, with the wiggle (II.11)."""
+
+    name_ = "predictions"
+    wiggle = param.Number(default=math.nan)
+    score_text = param.String(default="wiggle score: –")
+
+    def __init__(self, session, every: int | None = None, **params):
+        super().__init__(session, every, **params)
+        self.k = int(getattr(self.inst, "k", 16))
+        self.sources = [ColumnDataSource({"step": [], "p": []}) for _ in range(self.k)]
+        figs = []
+        for i, src in enumerate(self.sources):
+            f = figure(width=120, height=90, y_range=(0, 1), toolbar_location=None, tools="", title=f"#{i}")
+            f.title.text_font_size = "7pt"
+            f.line("step", "p", source=src, color="#1565c0", line_width=1.5)
+            f.axis.visible = False
+            f.min_border = 2
+            figs.append(f)
+        self.grid = gridplot(figs, ncols=8, toolbar_location=None)
+        self.flush()
+
+    def reset(self) -> None:
+        for src in self.sources:
+            src.data = {"step": [], "p": []}
+
+    def update(self, recs) -> None:
+        steps = [r["step"] for r in recs]
+        p = np.stack([np.asarray(r["p_true"], dtype=float) for r in recs])
+        for i, src in enumerate(self.sources[:p.shape[1]]):
+            src.stream({"step": steps, "p": p[:, i].tolist()}, rollover=2000)
+        for i, f in enumerate(self.grid.children):
+            fig = f[0] if isinstance(f, tuple) else f
+            labels = getattr(self.inst, "labels", None)
+            if labels is not None and i < len(labels) and hasattr(fig, "title"):
+                fig.title.text = f"#{i} · label {labels[i]}"
+        self.wiggle = float(self.inst.wiggle(getattr(self.inst, "window", None)))
+        self.score_text = f"wiggle score (mean |Δp| per update): **{self.wiggle:.4f}**"
+
+    def __panel__(self):
+        self.start_updates()
+        score = pn.pane.Markdown(self.param.score_text, css_classes=["wb-wiggle-score"])
+        return pn.Column("#### Predictions on a fixed test batch (II.11)", pn.pane.Bokeh(self.grid), score,
+                         pn.pane.HTML(self.param.verdict), name="Wiggle")
+
+
+class Histograms(_InstrumentView):
+    """Per-layer activation or gradient histograms over time as a heatmap: the "colorful dimension" (P.3)."""
+
+    name_ = "histograms"
+    layer = param.Selector(default=None, objects=[None], allow_None=True)
+    kind = param.Selector(default="act", objects=["act", "grad"])
+
+    def __init__(self, session, every: int | None = None, **params):
+        super().__init__(session, every, **params)
+        self.source = ColumnDataSource({"image": [], "x": [], "y": [], "dw": [], "dh": []})
+        self.fig = figure(width=460, height=260, title="histograms over steps (P.3)", x_axis_label="step",
+                          y_axis_label="value", toolbar_location=None, tools="")
+        self.mapper = LinearColorMapper(palette=Viridis256, low=0, high=1)
+        self.fig.image(image="image", x="x", y="y", dw="dw", dh="dh", source=self.source, color_mapper=self.mapper)
+        self.flags = pn.pane.Markdown("")
+        self.flush()
+
+    def reset(self) -> None:
+        self.source.data = {"image": [], "x": [], "y": [], "dw": [], "dh": []}
+
+    def update(self, recs) -> None:
+        layers = list(recs[-1]["layers"])
+        if layers and list(self.param.layer.objects) != layers:
+            self.param.layer.objects = layers
+            if self.layer not in layers:
+                self.layer = layers[0]
+        self._draw()
+
+    @param.depends("layer", "kind", watch=True)
+    def _draw(self) -> None:
+        if self.layer is None:
+            return
+        hm = self.inst.heatmap(self.layer, self.kind)
+        counts = np.asarray(hm["counts"], dtype=float)
+        if not len(counts):
+            return
+        # log counts per capture, normalised: the shape of each distribution, comparable over time
+        img = np.log1p(counts) / np.maximum(np.log1p(counts).max(axis=1, keepdims=True), 1e-12)
+        steps, edges = hm["steps"], hm["edges"]
+        x0, x1 = steps[0], steps[-1] if len(steps) > 1 else steps[0] + 1
+        self.source.data = {"image": [img.T], "x": [x0], "y": [float(edges[0])], "dw": [max(1, x1 - x0)],
+                            "dh": [float(edges[-1] - edges[0])]}
+        flags = self.inst.flags()
+        self.flags.object = "<br>".join(f"⚠ {html.escape(f['message'])}" for f in flags) or "no dead or saturated layer"
+
+    def __panel__(self):
+        self.start_updates()
+        return pn.Column("#### Activation and gradient histograms (P.3)",
+                         pn.Row(pn.widgets.Select.from_param(self.param.layer, width=200),
+                                pn.widgets.RadioButtonGroup.from_param(self.param.kind)),
+                         pn.pane.Bokeh(self.fig), self.flags, pn.pane.HTML(self.param.verdict), name="Histograms")
+
+
+class UpdateRatio(_InstrumentView):
+    """‖Δw‖/‖w‖ per weight tensor on a log axis, with the healthy band around 1e-3 (P.5)."""
+
+    name_ = "update_ratio"
+
+    def __init__(self, session, every: int | None = None, **params):
+        super().__init__(session, every, **params)
+        self.source = ColumnDataSource({"step": [], "median": []})
+        self.names: list[str] = []
+        self.fig = figure(width=460, height=260, y_axis_type="log", title="update / weight ratio (P.5)",
+                          x_axis_label="step", toolbar_location=None, tools="")
+        low, high = getattr(self.inst, "low", 1e-4), getattr(self.inst, "high", 1e-2)
+        self.fig.add_layout(BoxAnnotation(bottom=low, top=high, fill_color="#a5d6a7", fill_alpha=0.25))
+        self.fig.add_layout(Span(location=1e-3, dimension="width", line_dash="dashed", line_color="#2e7d32"))
+        self.fig.line("step", "median", source=self.source, color="black", line_width=2, legend_label="median")
+        self.fig.legend.label_text_font_size = "7pt"
+        self.flush()
+
+    def reset(self) -> None:
+        self.source.data = {"step": [], "median": [], **{n: [] for n in self.names}}
+
+    def update(self, recs) -> None:
+        if not self.names and getattr(self.inst, "weight_names", None):
+            # the tensors are known once the first update is measured: one line each, drawn on this thread
+            self.names = list(self.inst.weight_names)
+            self.source.data = {**{k: list(v) for k, v in self.source.data.items()}, **{n: [] for n in self.names}}
+            for i, n in enumerate(self.names[:10]):
+                self.fig.line("step", n, source=self.source, color=Category10_10[i % 10], alpha=0.6,
+                              legend_label=n[:24])
+            if len(self.source.data["step"]):
+                self.source.data = {"step": [], "median": [], **{n: [] for n in self.names}}
+        data = {"step": [r["step"] for r in recs], "median": [_pos(r["median"]) for r in recs]}
+        for n in self.names:
+            data[n] = [_pos(r["ratios"].get(n, math.nan)) for r in recs]
+        self.source.stream(data, rollover=2000)
+
+    def __panel__(self):
+        self.start_updates()
+        return pn.Column("#### Update / weight ratio (P.5)", pn.pane.Bokeh(self.fig), pn.pane.HTML(self.param.verdict),
+                         name="Update ratio")
+
+
+def _pos(v: float) -> float:
+    return v if v == v and v > 0 else math.nan
+
+
+class InstrumentsView(pn.viewable.Viewer):
+    """The four instrument views side by side; they stream while a run trains (start it in Live curves)."""
+
+    def __init__(self, session, every: int | None = 5, **params):
+        super().__init__(**params)
+        self.session = session
+        self.filters = FilterGrid(session)  # per epoch: its cadence is in epochs
+        self.wiggle = WigglePlot(session, every)
+        self.histograms = Histograms(session, every)
+        self.update_ratio = UpdateRatio(session, every)
+
+    def flush(self) -> None:
+        for v in (self.filters, self.wiggle, self.histograms, self.update_ratio):
+            v.flush()
+
+    def __panel__(self):
+        return pn.Column(pn.Row(self.filters, self.wiggle), pn.Row(self.update_ratio, self.histograms),
+                         name="Instruments")

@@ -1,0 +1,264 @@
+"""RecipeWizard: the recipe as steps I → IV, each with its views, a status from the session and a "Next" card.
+
+Statuses come from what the session holds (``session.results`` for the checks, ``session.reports``
+for the audit, diagnosis and ensembles, its runs): a step turns green when its checks pass. One can
+jump to any step; the "Next" card always names the most useful next action (UI.md).
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+
+import panel as pn
+import param
+
+from workbench.ui.common import STATUS_COLORS, STATUS_ICONS, backend, guarded
+
+# the part II checks in recipe order: the first failing one is the "Next" action
+CHECK_ORDER = ("data_pipeline", "init_loss", "bias_init", "input_independent", "overfit_batch", "capacity",
+               "batch_dependency", "causality", "gradient_check", "regularization", "determinism",
+               "architecture", "generalization")
+CHECK_STEP = {"data_pipeline": "II.10", "init_loss": "II.4", "bias_init": "II.5", "input_independent": "II.7",
+              "overfit_batch": "II.8", "capacity": "II.9", "batch_dependency": "II.12", "causality": "II.12",
+              "gradient_check": "G.1", "regularization": "L.2", "determinism": "II.1", "architecture": "III.M1",
+              "generalization": "L.3"}
+
+
+@dataclass
+class Step:
+    """One place in the stepper: a key, its title with the recipe IDs, the backend it needs, its views."""
+
+    key: str
+    part: str
+    title: str
+    recipe: str
+    needs: tuple[str, ...] = ()
+    views: tuple[str, ...] = field(default_factory=tuple)
+
+
+STEPS = (
+    Step("browse", "I", "Browse the data", "I.1, I.3, II.6", (), ("DataBrowser",)),
+    Step("audit", "I", "Audit: duplicates, corruption, labels", "I.2", ("workbench.data.audit",), ("AuditView",)),
+    Step("batch", "II", "The batch before model(x)", "II.10", (), ("BatchViewer",)),
+    Step("checks", "II", "Sanity checks", "II.1-II.12, G, L", ("workbench.checks",), ("ChecksPanel",)),
+    Step("tune", "III", "LR finder and search", "B.1-B.3", ("workbench.tune.lr_find",), ("TuneView",)),
+    Step("train", "III", "Live curves", "P.1, P.2", (), ("LiveCurves",)),
+    Step("instruments", "III", "Instruments: filters, wiggle, histograms, update ratio",
+         "P.3-P.5, II.11, III.R11", ("workbench.instruments",), ("LiveCurves", "InstrumentsView")),
+    Step("diagnose", "III", "Diagnosis of the curves", "B.4", ("workbench.tune.diagnose",), ("DiagnosisView",)),
+    Step("ensembles", "IV", "Ensembles, EMA, distillation", "IV.1-IV.5", ("workbench.ensemble",),
+         ("EnsembleView",)),
+    Step("export", "·", "Export the report", "", (), ("ExportView",)),
+)
+PARTS = {"I": "I · Become one with the data", "II": "II · Skeleton and sanity checks",
+         "III": "III · Iterate on the model", "IV": "IV · Squeeze out the juice", "·": "Report"}
+
+
+VIEW_MODULES = {"DataBrowser": "workbench.ui.data_browser", "AuditView": "workbench.ui.audit_view",
+                "BatchViewer": "workbench.ui.batch", "ChecksPanel": "workbench.ui.checks_panel",
+                "TuneView": "workbench.ui.tune", "LiveCurves": "workbench.ui.curves",
+                "InstrumentsView": "workbench.ui.instruments", "DiagnosisView": "workbench.ui.tune",
+                "EnsembleView": "workbench.ui.ensembles", "ExportView": "workbench.ui.export"}
+
+
+def available_steps() -> list[Step]:
+    """The steps whose backends have landed and import; the others are left out, never faked."""
+    return [s for s in STEPS if all(backend(m) for m in s.needs)
+            and all(backend(VIEW_MODULES[v]) for v in s.views)]
+
+
+def step_status(session, key: str) -> str:
+    """"pass", "warn", "fail" or "not run" for a step, from what the session holds."""
+    results = getattr(session, "results", {}) or {}
+    reports = getattr(session, "reports", {}) or {}
+    if key == "browse":
+        return "pass" if getattr(session, "human_baseline", None) is not None else "not run"
+    if key == "audit":
+        rep = reports.get("audit")
+        if rep is None:
+            return "not run"
+        issues = getattr(rep, "issues", None)
+        return "warn" if issues is not None and len(issues) else "pass"
+    if key == "batch":
+        r = results.get("data_pipeline")
+        return getattr(r, "status", "not run") if r is not None else "not run"
+    if key == "checks":
+        statuses = [getattr(r, "status", "error") for r in results.values()]
+        if not statuses:
+            return "not run"
+        for s in ("fail", "error", "warn"):
+            if s in statuses:
+                return "fail" if s == "error" else s
+        return "pass"
+    if key == "tune":
+        return "pass" if reports.get("lr_find") is not None or reports.get("search") is not None else "not run"
+    if key == "train":
+        run = session.last_run
+        if run is None:
+            return "not run"
+        if run.running:
+            return "running"
+        return {"completed": "pass", "stopped": "warn"}.get(run.status, "fail")
+    if key == "instruments":
+        return "pass" if getattr(session, "instruments", None) else "not run"
+    if key == "diagnose":
+        return "pass" if reports.get("diagnosis") is not None else "not run"
+    if key == "ensembles":
+        return "pass" if reports.get("ensemble") is not None else "not run"
+    return "not run"
+
+
+def next_action(session, steps=None) -> tuple[str, str]:
+    """(step key, sentence): the first failing check, else the first step not done (UI.md's "Next" card)."""
+    keys = [s.key for s in (steps or available_steps())]
+    results = getattr(session, "results", {}) or {}
+    ordered = sorted(results.values(), key=lambda r: CHECK_ORDER.index(r.name) if r.name in CHECK_ORDER else 99)
+    for r in ordered:
+        if getattr(r, "status", None) in ("fail", "error"):
+            where = "batch" if r.name == "data_pipeline" and "batch" in keys else "checks"
+            step = getattr(r, "recipe", None) or CHECK_STEP.get(r.name, "II")
+            return where, f"**{r.name}** ({step}) {r.status}ed: {getattr(r, 'message', '')}"
+    advice = {
+        "audit": "Audit the data for duplicates, corrupt images and label issues (I.2).",
+        "browse": "Browse the data and label a few test images yourself: the human baseline (I.1, II.6).",
+        "batch": "Look at the batch right before model(x) and run the data_pipeline check (II.10).",
+        "checks": "Run the sanity checks of part II: loss at init, overfit one batch, input-independent baseline.",
+        "tune": "Find a learning rate that makes the loss fall within ~100 iterations (B.1).",
+        "train": "Train and watch the loss and accuracy curves (P.1, P.2).",
+        "instruments": "Attach the instruments: first-layer filters, wiggle, update ratio (P.3-P.5, II.11).",
+        "diagnose": "Diagnose the last run's curves: over- or underfitting, plateau, divergence (B.4).",
+        "ensembles": "Squeeze out the juice: an ensemble of seeds or an EMA of the weights (IV).",
+    }
+    order = ("audit", "checks", "train", "browse", "batch", "tune", "instruments", "diagnose", "ensembles")
+    for key in order:
+        if key in keys and step_status(session, key) == "not run":
+            return key, advice[key]
+    return "export", "Every step has been visited: export the report and share it."
+
+
+class RecipeWizard(pn.viewable.Viewer):
+    """The recipe I → IV as a stepper with each step's views, statuses and the "Next" card."""
+
+    step = param.Selector(default="browse", objects=[s.key for s in STEPS])
+    refresh_counter = param.Integer(default=0, doc="bumped to redraw the statuses")
+
+    def __init__(self, session, views: dict | None = None, **params):
+        self.steps = available_steps()
+        super().__init__(**params)
+        self.param.step.objects = [s.key for s in self.steps]
+        if self.step not in self.param.step.objects:
+            self.step = self.steps[0].key
+        self.session = session
+        self.views: dict[str, object] = dict(views or {})
+        self._content = pn.Column(sizing_mode="stretch_width")
+        self._stepper = pn.Column(width=290)
+        self._next = pn.Column(sizing_mode="stretch_width")
+        self._watchers = [session.on(e, self._on_session_change) for e in ("check_done", "run_end", "audit_done")]
+        self._dirty = False
+        self._periodic = None
+        self._render_stepper()
+        self._render_next()
+        self._render_content()
+
+    # -- views, built on first visit -------------------------------------------------------------
+    def view(self, name: str):
+        """The wizard's instance of a view class (e.g. ``"LiveCurves"``), built on first use."""
+        if name not in self.views:
+            from workbench import ui
+
+            self.views[name] = getattr(ui, name)(self.session)
+        return self.views[name]
+
+    def _on_session_change(self, event) -> None:
+        # may come from a training or check thread: only mark; the periodic callback redraws
+        self._dirty = True
+
+    def tick(self) -> None:
+        """Redraw statuses when the session changed (document thread)."""
+        if self._dirty:
+            self._dirty = False
+            self.refresh()
+
+    def refresh(self) -> None:
+        self._render_stepper()
+        self._render_next()
+        self.refresh_counter += 1
+
+    # -- rendering -------------------------------------------------------------------------------
+    def _render_stepper(self) -> None:
+        """Build the stepper once; later calls only update labels, colours and the highlighted step."""
+        if not getattr(self, "_step_buttons", None):
+            self._step_buttons, items, part = {}, [], None
+            for s in self.steps:
+                if s.part != part:
+                    part = s.part
+                    items.append(pn.pane.HTML(f"<b>{html.escape(PARTS[part])}</b>", margin=(10, 5, 0, 5)))
+                button = pn.widgets.Button(label=s.title, width=270, margin=(2, 5), css_classes=[f"wb-step-{s.key}"],
+                                           align="start")
+                button.on_click(lambda e, k=s.key: self.go(k))
+                self._step_buttons[s.key] = button
+                items.append(button)
+            if "checks" in self.param.step.objects:
+                run_all = pn.widgets.Button(label="Run all checks", button_type="success", width=270,
+                                            margin=(12, 5))
+                run_all.on_click(lambda e: self.run_all_checks())
+                items.append(run_all)
+            self._stepper[:] = items
+        for s in self.steps:
+            status = step_status(self.session, s.key)
+            button = self._step_buttons[s.key]
+            button.label = f"{STATUS_ICONS.get(status, '○')} {s.title}" + (f" ({s.recipe})" if s.recipe else "")
+            button.button_type = "primary" if s.key == self.step else "light"
+            button.styles = {} if s.key == self.step else {"color": STATUS_COLORS.get(status, "#333")}
+
+    def _render_next(self) -> None:
+        key, text = next_action(self.session, self.steps)
+        button = pn.widgets.Button(label="Open", button_type="primary", width=80, css_classes=["wb-next-open"])
+        button.on_click(lambda e, k=key: self.go(k))
+        self._next[:] = [pn.Row(pn.pane.Markdown(f"**Next:** {text}", sizing_mode="stretch_width"), button,
+                                styles={"background": "#e3f2fd", "border-radius": "6px"}, css_classes=["wb-next"],
+                                sizing_mode="stretch_width")]
+        self.next_key = key
+
+    def _render_content(self) -> None:
+        step = next(s for s in self.steps if s.key == self.step)
+        views = [self.view(name) for name in step.views]
+        for v in views:  # e.g. the browser picks up an audit that ran in another step
+            if hasattr(v, "sync_audit"):
+                v.sync_audit()
+        self._content[:] = [pn.pane.Markdown(f"## {step.title}" + (f" · recipe {step.recipe}" if step.recipe
+                                                                      else "")), *views]
+
+    @param.depends("step", watch=True)
+    def _on_step(self):
+        self._render_stepper()
+        self._render_content()
+
+    @guarded
+    def go(self, key: str) -> None:
+        """Jump to a step (any step, any time)."""
+        self.step = key
+
+    @guarded
+    def run_all_checks(self):
+        """Run every part II check and refresh the statuses."""
+        results = self.session.checks()
+        if "ChecksPanel" in self.views:
+            self.views["ChecksPanel"].show(results)
+        self.refresh()
+        return results
+
+    def stepper(self):
+        return self._stepper
+
+    def main(self):
+        return pn.Column(self._next, self._content, sizing_mode="stretch_width")
+
+    def start_updates(self) -> None:
+        if self._periodic is None:
+            self._periodic = pn.state.add_periodic_callback(self.tick, period=500)
+
+    def __panel__(self):
+        self.start_updates()
+        return pn.Row(self._stepper, self.main(), sizing_mode="stretch_width")
