@@ -18,10 +18,10 @@ def audit(data, labels=None, **options):
 
 def __getattr__(name):
     # the UI and the checks pull in Panel / heavier modules: load them on first use only
-    if name == "ui":
+    if name in ("ui", "checks", "data", "instruments", "tune", "ensemble"):
         import importlib
 
-        return importlib.import_module("workbench.ui")
+        return importlib.import_module(f"workbench.{name}")
     if name == "CheckResult":
         from workbench.checks.base import CheckResult
 

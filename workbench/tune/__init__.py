@@ -21,6 +21,8 @@ _EXPORTS = {
 def __getattr__(name):
     if name in _EXPORTS:
         return getattr(importlib.import_module(f"workbench.tune.{_EXPORTS[name]}"), name)
+    if name in ("regularize", "cli"):  # submodules whose names no function takes
+        return importlib.import_module(f"workbench.tune.{name}")
     raise AttributeError(f"module 'workbench.tune' has no attribute {name!r}")
 
 
