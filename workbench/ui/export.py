@@ -75,15 +75,28 @@ def _curves(session):
     return row(loss, acc)
 
 
+def _lr_find_section(session):
+    """(html, Bokeh figure or None) for the LR range test (B.1) and the LR chosen from it."""
+    reports = getattr(session, "reports", {}) or {}
+    result = reports.get("lr_find")
+    if result is None:
+        return "<p>No LR range test yet (recipe B.1).</p>", None
+    from workbench.ui.tune import lr_find_figure
+
+    chosen = reports.get("chosen_lr")
+    text = f"<p>{html.escape(result.message)}" + (f" · LR used: {fmt(chosen, 3)}" if chosen else "") + "</p>"
+    return text + result.to_frame().to_html(index=False), lr_find_figure(result)
+
+
 def report_html(session) -> str:
     """The whole report as one HTML string (scripts inline, no network needed to open it)."""
     from bokeh.embed import components
     from bokeh.resources import INLINE
 
-    curves = _curves(session)
-    script = div = ""
-    if curves is not None:
-        script, div = components(curves)
+    lr_text, lr_fig = _lr_find_section(session)
+    figures = {k: v for k, v in (("curves", _curves(session)), ("lr", lr_fig)) if v is not None}
+    script, divs = components(figures) if figures else ("", {})
+    div = divs.get("curves", "")
     runs = session.runs()
     runs_html = runs.to_html(index=False) if len(runs) else "<p>No runs yet.</p>"
     hb = getattr(session, "human_baseline", None)
@@ -99,6 +112,7 @@ td,th{{border:1px solid #ddd;padding:3px 8px;text-align:left}} h2{{border-bottom
 <p>Human baseline (II.6): {html.escape(fmt(hb)) if hb is not None else "not measured"}</p>
 <h2>II · Sanity checks</h2>{_checks_table(session)}
 <h2>III · Curves (P.1, P.2)</h2>{div or "<p>No training run yet.</p>"}
+<h3>LR range test (B.1)</h3>{divs.get("lr", "")}{lr_text}
 <h3>Diagnosis (B.4)</h3>{_diagnosis_section(session)}
 <h3>Runs</h3>{runs_html}
 {script}

@@ -168,6 +168,8 @@ class RecipeWizard(pn.viewable.Viewer):
             from workbench import ui
 
             self.views[name] = getattr(ui, name)(self.session)
+            if hasattr(self.views[name], "wizard"):  # TuneView sets the LR of Live curves, redraws statuses
+                self.views[name].wizard = self
         return self.views[name]
 
     def _on_session_change(self, event) -> None:
