@@ -102,3 +102,16 @@ _DEEP_TEXT = """el => { const deep = n => { let t = ''; if (n.shadowRoot) t += d
 def text(locator) -> str:
     """The text of an element including what Panel renders inside its shadow roots."""
     return locator.evaluate(_DEEP_TEXT)
+
+
+def wait_for(pred, timeout, locator, poll=0.25):
+    """Poll ``pred`` until it holds; on timeout fail with the locator's last text."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if pred():
+                return
+        except Exception:  # noqa: BLE001 - the element may be re-rendered while we read it
+            pass
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout}s; last text: {text(locator) if locator else ''!r}")

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tests.browser.conftest import ARTIFACTS, shot, text
+from tests.browser.conftest import ARTIFACTS, shot, text, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -89,15 +89,3 @@ def test_training_streams_and_stop_responds(page):
     (ARTIFACTS / "click_latency.txt").write_text(f"stop click answered in {answered:.3f} s while training\n")
     epochs_done = int(re.search(r"epoch (\d+)/300", text(status)).group(1))
     assert epochs_done < 300
-
-
-def wait_for(pred, timeout, locator, poll=0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if pred():
-                return
-        except Exception:  # noqa: BLE001 - the element may be re-rendered while we read it
-            pass
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout}s; last text: {text(locator) if locator else ''!r}")

@@ -1,25 +1,15 @@
 """The LR finder in a real browser: open the step, run the range test, see the curve and its suggestions (B.1)."""
 
 import re
-import time
 
 import pytest
 
-from tests.browser.conftest import shot, text
+from tests.browser.conftest import shot, text, wait_for
 
 pytestmark = pytest.mark.browser
 
 
-def wait_for(pred, timeout, locator, poll=0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if pred():
-                return
-        except Exception:  # noqa: BLE001 - the element may be re-rendered while we read it
-            pass
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout}s; last text: {text(locator) if locator else ''!r}")
+
 
 
 def open_tune(page, tries=3):

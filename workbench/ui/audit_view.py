@@ -5,13 +5,11 @@ The audit's issues then appear as filters in the DataBrowser (duplicate sets sid
 
 from __future__ import annotations
 
-import threading
-
 import pandas as pd
 import panel as pn
 import param
 
-from workbench.ui.common import LiveView, describe_error, guarded, notify_error, notify_info
+from workbench.ui.common import Background, LiveView, describe_error, guarded, notify_error, notify_info
 
 
 def run_audit(session, **options):
@@ -32,8 +30,7 @@ class AuditView(LiveView):
         super().__init__(**params)
         self.session = session
         self._progress = {"done": 0, "total": 1, "stage": ""}  # written by the audit thread, read by flush
-        self._thread = None
-        self._outcome = None
+        self._work = Background("workbench-audit")
         self.progress = pn.indicators.Progress(value=0, max=100, width=300, visible=False)
         self.button = pn.widgets.Button(label="Run the audit (I.2)", button_type="primary", width=190,
                                         css_classes=["wb-audit-run"])
@@ -53,20 +50,10 @@ class AuditView(LiveView):
         self.running = True
         self.button.disabled = True
         self.progress.visible = True
-        self._outcome = None
-
-        def work():
-            try:
-                self._outcome = ("ok", run_audit(self.session))
-            except Exception as e:  # noqa: BLE001 - reported as a notification by flush
-                self._outcome = ("error", e)
-
-        self._thread = threading.Thread(target=work, name="workbench-audit", daemon=True)
-        self._thread.start()
+        self._work.start(lambda: run_audit(self.session))
 
     def wait(self, timeout=None):
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._work.join(timeout)
         self.flush()
 
     def flush(self) -> None:
@@ -75,8 +62,9 @@ class AuditView(LiveView):
         p = self._progress
         self.progress.value = int(100 * min(1.0, p["done"] / p["total"]))
         self.stage = str(p["stage"])
-        if self._outcome is not None:
-            kind, value = self._outcome
+        outcome = self._work.take()
+        if outcome is not None:
+            kind, value = outcome
             self.running = False
             self.button.disabled = False
             self.progress.visible = False

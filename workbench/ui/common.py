@@ -10,6 +10,7 @@ import functools
 import html
 import importlib.util
 import logging
+import threading
 import traceback
 
 import numpy as np
@@ -111,6 +112,37 @@ def backend(module: str) -> bool:
         return True
     except Exception:  # noqa: BLE001 - a half-written backend is treated as absent
         return False
+
+
+class Background:
+    """Slow work (an audit, a search) on a worker thread; a view's ``flush()`` picks up the outcome
+    on the document thread with ``take()``. Nothing here touches a Bokeh model."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.thread: threading.Thread | None = None
+        self.outcome: tuple[str, object] | None = None
+
+    def start(self, fn) -> None:
+        self.outcome = None
+
+        def work():
+            try:
+                self.outcome = ("ok", fn())
+            except Exception as e:  # noqa: BLE001 - shown by the view's flush as a notification
+                self.outcome = ("error", e)
+
+        self.thread = threading.Thread(target=work, name=self.name, daemon=True)
+        self.thread.start()
+
+    def join(self, timeout=None) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+    def take(self) -> tuple[str, object] | None:
+        """``("ok", value)`` or ``("error", exception)`` once the work is done, then None again."""
+        out, self.outcome = self.outcome, None
+        return out
 
 
 class LiveView(pn.viewable.Viewer):

@@ -6,14 +6,12 @@ Building members trains models, so it runs in a background thread; the result la
 
 from __future__ import annotations
 
-import threading
-
 import panel as pn
 import param
 from bokeh.models import ColumnDataSource
 from bokeh.plotting import figure
 
-from workbench.ui.common import LiveView, describe_error, fmt, guarded, notify_error, notify_info
+from workbench.ui.common import Background, LiveView, describe_error, fmt, guarded, notify_error, notify_info
 
 
 class EnsembleView(LiveView):
@@ -28,8 +26,7 @@ class EnsembleView(LiveView):
     def __init__(self, session, **params):
         super().__init__(**params)
         self.session = session
-        self._thread = None
-        self._outcome = None
+        self._work = Background("workbench-ensemble")
         self.result = session.reports.get("ensemble")
         self.source = ColumnDataSource({"k": [], "metric": []})
         self.fig = figure(width=420, height=240, title="ensemble metric vs members (III.R1: gains fade after ~5)",
@@ -51,26 +48,19 @@ class EnsembleView(LiveView):
         if self.kind == "checkpoints" and self.session.last_run is None:
             raise ValueError("a checkpoint ensemble needs a run: train one first (Live curves)")
         opts = {"epochs": self.epochs} if self.kind == "seeds" else {}
-        self.running, self._outcome, self.button.disabled = True, None, True
-
-        def work():
-            try:
-                self._outcome = ("ok", self.session.ensemble(self.kind, n=self.n, **opts))
-            except Exception as e:  # noqa: BLE001 - shown by flush
-                self._outcome = ("error", e)
-
-        self._thread = threading.Thread(target=work, name="workbench-ensemble", daemon=True)
-        self._thread.start()
+        self.running, self.button.disabled = True, True
+        kind, n = self.kind, self.n
+        self._work.start(lambda: self.session.ensemble(kind, n=n, **opts))
 
     def wait(self, timeout=None):
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._work.join(timeout)
         self.flush()
 
     def flush(self) -> None:
-        if not self.running or self._outcome is None:
+        outcome = self._work.take() if self.running else None
+        if outcome is None:
             return
-        kind, value = self._outcome
+        kind, value = outcome
         self.running, self.button.disabled = False, False
         if kind == "error":
             notify_error(f"the ensemble failed: {describe_error(value)}")

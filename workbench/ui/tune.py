@@ -19,7 +19,17 @@ import param
 from bokeh.models import ColumnDataSource, LabelSet, Range1d
 from bokeh.plotting import figure
 
-from workbench.ui.common import LiveView, badge, describe_error, fmt, guarded, notify_error, notify_info, on_document
+from workbench.ui.common import (
+    Background,
+    LiveView,
+    badge,
+    describe_error,
+    fmt,
+    guarded,
+    notify_error,
+    notify_info,
+    on_document,
+)
 
 # one colour per suggestion method; the result's own pick is drawn thicker
 METHOD_COLORS = {"middle": "#2e7d32", "valley": "#6a1b9a", "min_div_10": "#ef6c00", "steepest": "#c62828",
@@ -73,8 +83,8 @@ class TuneView(LiveView):
         self.session = session
         self.result = None
         self.table = None
-        self._lr_thread = self._search_thread = None
-        self._lr_outcome = self._search_outcome = None
+        self._lr_work = Background("workbench-lr-find")
+        self._search_work = Background("workbench-search")
         self._lock = threading.Lock()
         self._trials_done: list[str] = []  # run ids of finished trials of the search in flight
         self._trial_live = None  # the trial run training now
@@ -166,19 +176,12 @@ class TuneView(LiveView):
         """The LR range test in a background thread (``options`` go to ``session.lr_find``)."""
         self._check_idle()
         opts = {"start": self.lr_start, "end": self.lr_end, "steps": self.steps, **options}
-        self.finding, self._lr_outcome = True, None
+        self.finding = True
         self.lr_button.disabled = self.search_button.disabled = True
         self._lr_message.object = f"LR range test running: {opts['steps']} iterations from {fmt(opts['start'])} " \
                                   f"to {fmt(opts['end'])}, then the coarse test …"
 
-        def work():
-            try:
-                self._lr_outcome = ("ok", self.session.lr_find(**opts))
-            except Exception as e:  # noqa: BLE001 - shown by flush as a notification
-                self._lr_outcome = ("error", e)
-
-        self._lr_thread = threading.Thread(target=work, name="workbench-lr-find", daemon=True)
-        self._lr_thread.start()
+        self._lr_work.start(lambda: self.session.lr_find(**opts))
 
     def show_lr(self, result) -> None:
         """Draw an LRFindResult: the curve, a line per suggestion, the coarse test (document thread)."""
@@ -286,21 +289,14 @@ class TuneView(LiveView):
         opts = {"trials": self.trials, "epochs": self.epochs, "stage": self.stage, **options}
         with self._lock:
             self._trials_done = []
-        self._trial_live, self._search_outcome, self._search_total = None, None, int(opts["trials"])
+        self._trial_live, self._search_total = None, int(opts["trials"])
         self._search_stage = opts["stage"]
         self.searching = True
         self.lr_button.disabled = self.search_button.disabled = True
         self.progress.value, self.progress.visible = 0, True
         self._search_status.object = f"{opts['stage']} search: {opts['trials']} trials of {opts['epochs']} epochs …"
 
-        def work():
-            try:
-                self._search_outcome = ("ok", self.session.search(**opts))
-            except Exception as e:  # noqa: BLE001 - shown by flush
-                self._search_outcome = ("error", e)
-
-        self._search_thread = threading.Thread(target=work, name="workbench-search", daemon=True)
-        self._search_thread.start()
+        self._search_work.start(lambda: self.session.search(**opts))
 
     def show_search(self, table: pd.DataFrame) -> None:
         """The trials best first, and objective vs log LR coloured by weight decay (document thread)."""
@@ -333,8 +329,9 @@ class TuneView(LiveView):
 
     # -- the periodic flush (document thread) ------------------------------------------------------
     def flush(self) -> None:
-        if self.finding and self._lr_outcome is not None:
-            kind, value = self._lr_outcome
+        lr_outcome = self._lr_work.take() if self.finding else None
+        if lr_outcome is not None:
+            kind, value = lr_outcome
             self.finding = False
             self._idle_buttons()
             if kind == "error":
@@ -350,7 +347,8 @@ class TuneView(LiveView):
             total = max(1, self._search_total)
             self.progress.value = int(100 * min(1.0, done / total))
             live = self._trial_live
-            if self._search_outcome is None:
+            search_outcome = self._search_work.take()
+            if search_outcome is None:
                 text = f"{self._search_stage} search: {done}/{total} trials finished"
                 if live is not None and getattr(live, "running", False):
                     cfg = live.config
@@ -359,7 +357,7 @@ class TuneView(LiveView):
                              f"{cfg.get('epochs', '?')}")
                 self._search_status.object = text
                 return
-            kind, value = self._search_outcome
+            kind, value = search_outcome
             self.searching, self.progress.visible = False, False
             self._idle_buttons()
             if kind == "error":
@@ -372,9 +370,8 @@ class TuneView(LiveView):
 
     def wait(self, timeout=None) -> None:
         """Wait for the LR finder and the search in flight, then draw them (tests, notebooks)."""
-        for t in (self._lr_thread, self._search_thread):
-            if t is not None:
-                t.join(timeout)
+        for work in (self._lr_work, self._search_work):
+            work.join(timeout)
         self.flush()
 
     def _check_idle(self) -> None:
