@@ -12,7 +12,7 @@ import panel as pn
 import param
 import torch
 
-from workbench.ui.common import backend, badge, fmt, guarded, image_grid, minmax, to_numpy_images
+from workbench.ui.common import View, backend, badge, fmt, guarded, image_grid, minmax, to_numpy_images
 
 
 def channel_stats(x: torch.Tensor) -> pd.DataFrame:
@@ -26,7 +26,7 @@ def channel_stats(x: torch.Tensor) -> pd.DataFrame:
                          "min": flat.min(1).values.tolist(), "max": flat.max(1).values.tolist()})
 
 
-class BatchViewer(pn.viewable.Viewer):
+class BatchViewer(View):
     """The batch right before ``y_pred = model(x)``: as the model sees it and de-normalised, with stats."""
 
     split = param.Selector(default="train", objects=["train", "test"])

@@ -145,7 +145,15 @@ class Background:
         return out
 
 
-class LiveView(pn.viewable.Viewer):
+class View(pn.viewable.Viewer):
+    """A workbench view: a Panel viewer that also embeds in ipywidgets hosts (VS Code, Voila)."""
+
+    def ipywidget(self):
+        """This view as an ipywidget, through jupyter_bokeh."""
+        return pn.ipywidget(self)
+
+
+class LiveView(View):
     """A view fed on the document's thread: ``flush()`` pulls new data from buffers into Bokeh sources.
 
     In the served app one periodic callback per browser session calls every view's ``flush``; a view

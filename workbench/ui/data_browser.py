@@ -21,7 +21,7 @@ from bokeh.plotting import figure
 from bokeh.transform import dodge
 
 from workbench.errors import DataError
-from workbench.ui.common import backend, guarded, notify_info, rgba, to_numpy_images
+from workbench.ui.common import View, backend, guarded, notify_info, rgba, to_numpy_images
 from workbench.ui.human import HumanBaseline
 
 ALL = "all"
@@ -48,7 +48,7 @@ def class_counts(session) -> pd.DataFrame:
     return pd.DataFrame(rows, index=pd.Index(names, name="class")).reset_index()
 
 
-class DataBrowser(pn.viewable.Viewer):
+class DataBrowser(View):
     """A paged grid of any split with labels, issue filters, duplicate sets, class counts and marks."""
 
     split = param.Selector(default="train", objects=["train", "test"])

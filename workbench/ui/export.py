@@ -15,7 +15,7 @@ import pandas as pd
 import panel as pn
 import param
 
-from workbench.ui.common import badge, fmt, guarded, notify_info
+from workbench.ui.common import View, badge, fmt, guarded, notify_info
 
 
 def _checks_table(session) -> str:
@@ -127,7 +127,7 @@ def export_report(session, path) -> Path:
     return path
 
 
-class ExportView(pn.viewable.Viewer):
+class ExportView(View):
     """A download button for the self-contained HTML report, and a preview of its sections."""
 
     filename = param.String(default="workbench-report.html")

@@ -14,10 +14,10 @@ import torch
 from bokeh.plotting import figure
 
 from workbench.errors import DataError
-from workbench.ui.common import guarded, rgba, to_numpy_images
+from workbench.ui.common import View, guarded, rgba, to_numpy_images
 
 
-class HumanBaseline(pn.viewable.Viewer):
+class HumanBaseline(View):
     """Shows one test image at a time; answer with the class buttons; accuracy so far is the baseline."""
 
     n = param.Integer(default=20, bounds=(1, 1000), doc="test images to label")

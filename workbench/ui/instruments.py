@@ -18,7 +18,7 @@ from bokeh.models import BoxAnnotation, ColumnDataSource, LinearColorMapper, Spa
 from bokeh.palettes import Category10_10, Viridis256
 from bokeh.plotting import figure
 
-from workbench.ui.common import LiveView, badge, on_document
+from workbench.ui.common import LiveView, View, badge, on_document
 
 _STATUS = {"ok": "pass", "warn": "warn", "fail": "fail", "empty": "not run"}
 
@@ -274,7 +274,7 @@ def _pos(v: float) -> float:
     return v if v == v and v > 0 else math.nan
 
 
-class InstrumentsView(pn.viewable.Viewer):
+class InstrumentsView(View):
     """The four instrument views side by side; they stream while a run trains (start it in Live curves)."""
 
     def __init__(self, session, every: int | None = 5, **params):

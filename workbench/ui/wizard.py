@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import panel as pn
 import param
 
-from workbench.ui.common import STATUS_COLORS, STATUS_ICONS, backend, guarded
+from workbench.ui.common import STATUS_COLORS, STATUS_ICONS, View, backend, guarded
 
 # the part II checks in recipe order: the first failing one is the "Next" action
 CHECK_ORDER = ("data_pipeline", "init_loss", "bias_init", "input_independent", "overfit_batch", "capacity",
@@ -137,7 +137,7 @@ def next_action(session, steps=None) -> tuple[str, str]:
     return "export", "Every step has been visited: export the report and share it."
 
 
-class RecipeWizard(pn.viewable.Viewer):
+class RecipeWizard(View):
     """The recipe I → IV as a stepper with each step's views, statuses and the "Next" card."""
 
     step = param.Selector(default="browse", objects=[s.key for s in STEPS])
