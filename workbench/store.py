@@ -7,6 +7,8 @@ tensors and plain values and load with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
@@ -111,8 +113,13 @@ class Run:
 
     def export_csv(self) -> None:
         """metrics.csv (per epoch) and steps.csv (per step) beside metrics.jsonl, for spreadsheets."""
-        for name, frame in (("metrics.csv", self.metrics), ("steps.csv", self.steps)):
-            atomic_write_bytes(self.dir / name, frame.to_csv(index=False).encode())
+        for name, records in (("metrics.csv", self.epoch_records), ("steps.csv", self.step_records)):
+            columns = list(dict.fromkeys(k for r in records for k in r if k != "kind"))
+            out = io.StringIO()
+            writer = csv.DictWriter(out, columns, extrasaction="ignore", lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(records)
+            atomic_write_bytes(self.dir / name, out.getvalue().encode())
 
     @property
     def metrics(self) -> pd.DataFrame:

@@ -36,6 +36,11 @@ class Task:
 
     def score(self, out: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
         """Sum of the per-example metric and the number of examples it counts."""
+        total, n = self.score_tensor(out, y)
+        return float(total), n
+
+    def score_tensor(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """``score`` as a tensor, so a training loop can add it up without a device sync per step."""
         raise NotImplementedError
 
     def check_output(self, out, y) -> None:
@@ -55,8 +60,8 @@ class Classification(Task):
     def default_loss(self, out, y):
         return F.cross_entropy(out, y)
 
-    def score(self, out, y):
-        return float((out.argmax(1) == y).sum()), len(y)
+    def score_tensor(self, out, y):
+        return (out.argmax(1) == y).sum(), len(y)
 
     def check_output(self, out, y):
         if out.dim() != 2:
@@ -91,9 +96,9 @@ class Regression(Task):
     def default_loss(self, out, y):
         return F.mse_loss(_match(out, y), y.to(out.dtype))
 
-    def score(self, out, y):
+    def score_tensor(self, out, y):
         err = (_match(out, y) - y.to(out.dtype)) ** 2
-        return float(err.reshape(len(y), -1).mean(1).sum()), len(y)
+        return err.reshape(len(y), -1).mean(1).sum(), len(y)
 
     def check_output(self, out, y):
         if out.shape[0] != y.shape[0] or _match(out, y).shape != y.shape:
@@ -117,9 +122,8 @@ class Sequence(Task):
     def default_loss(self, out, y):
         return F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
 
-    def score(self, out, y):
-        correct = (out.argmax(-1) == y).float().mean(1)
-        return float(correct.sum()), len(y)
+    def score_tensor(self, out, y):
+        return (out.argmax(-1) == y).float().mean(1).sum(), len(y)
 
     def check_output(self, out, y):
         if out.dim() != 3 or out.shape[:2] != y.shape[:2]:

@@ -198,18 +198,18 @@ class Trainer:
             self.optimizer.step()
             run.log(record)
             with torch.no_grad():
-                sc, cnt = task.score(out.detach(), y)
+                sc, cnt = task.score_tensor(out.detach(), y)
             loss_sum += dl * len(y)
-            score_sum += sc
+            score_sum = score_sum + sc  # a tensor: read once at the end of the epoch, no sync per step
             n_seen += cnt
             if s.bus.has("step_end"):
                 s.emit("step_end", run=run, trainer=self, step=self.step, epoch=record["epoch"], data_loss=dl,
                        reg_loss=rl, model=model, x=x, y=y, output=out)
             self._callback("on_step_end")
             if run.stop_requested:
-                self._epoch_train = (loss_sum / max(n_seen, 1), score_sum / max(n_seen, 1))
+                self._epoch_train = (loss_sum / max(n_seen, 1), float(score_sum) / max(n_seen, 1))
                 return "stopped"
-        self._epoch_train = (loss_sum / max(n_seen, 1), score_sum / max(n_seen, 1))
+        self._epoch_train = (loss_sum / max(n_seen, 1), float(score_sum) / max(n_seen, 1))
         return "running"
 
     @property

@@ -36,6 +36,7 @@ class GradNorms(Instrument):
         self.layers: list[str] = []
         self._order: list[str] = []
         self._hooks: list = []
+        self._params: list | None = None
 
     def reset(self) -> None:
         self.trapped = None
@@ -45,6 +46,8 @@ class GradNorms(Instrument):
     # -- forward order, learned once per run on the first training step ---------------------------
     def on_run_start(self, ev) -> None:
         self._remove_hooks()
+        # walking the module tree costs more than the trap itself: list the parameters once per run
+        self._params = list(ev.trainer.model.named_parameters())
         order = self._order
         for name, module in ev.trainer.model.named_modules():
             if any(True for _ in module.parameters(recurse=False)):
@@ -68,7 +71,8 @@ class GradNorms(Instrument):
         cadence = ev.step % self.every == 0
         if not (cadence or (self.trap and self.trapped is None)):
             return
-        named = [(n, p.grad) for n, p in ev.model.named_parameters() if p.grad is not None]
+        params = self._params if self._params is not None else list(ev.model.named_parameters())
+        named = [(n, p.grad) for n, p in params if p.grad is not None]
         if not named:
             return
         norms = torch.stack(torch._foreach_norm([g for _, g in named])).double()
@@ -100,6 +104,7 @@ class GradNorms(Instrument):
     @torch.no_grad()
     def on_run_end(self, ev) -> None:
         self._remove_hooks()
+        self._params = None
         if not self.trap or self.trapped is not None or ev.status != "diverged":
             return
         model = getattr(ev.run, "model", None)
