@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from workbench.datasets import as_dataset, labels_of, preprocessing_of
-from workbench.errors import DataError, ModelError
+from workbench.errors import DataError, ModelError, RunError
 from workbench.events import EventBus, Handle
 from workbench.store import Run, RunStore
 from workbench.tasks import make_task
@@ -307,8 +307,13 @@ class Session:
         """Make a run created outside ``fit`` (e.g. distillation) known as live to this session."""
         self._live_runs[run.id] = run
 
-    def run(self, run_id: str) -> Run:
-        return self._live_runs.get(run_id) or self.store.load(run_id)
+    def run(self, run: Run | str) -> Run:
+        """A run by id, live in this process or on disk; a Run is returned as it is."""
+        if isinstance(run, Run):
+            return run
+        if not isinstance(run, str):
+            raise RunError(f"expected a Run or a run id, got {type(run).__name__}")
+        return self._live_runs.get(run) or self.store.load(run)
 
     def load_run(self, run_id: str, checkpoint=None) -> Run:
         """A run from disk with its metrics, and its weights loaded into ``run.model``."""

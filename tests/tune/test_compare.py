@@ -64,7 +64,7 @@ def test_config_diff_flattens_and_ignores_bookkeeping():
 
 
 def test_bad_input(mlp_session):
-    with pytest.raises(WorkbenchError, match="Runs or run ids"):
+    with pytest.raises(WorkbenchError, match="expected a Run or a run id"):
         compare(mlp_session, 1, 2)
     with pytest.raises(WorkbenchError, match="runs DataFrame"):
         annotate_runs([1, 2])

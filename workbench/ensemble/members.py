@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench.errors import ModelError, RunError, WorkbenchError
-from workbench.store import Run, atomic_write_json
+from workbench.store import atomic_write_json
 
 KINDS = {"seeds": "IV.1", "configs": "IV.2", "checkpoints": "IV.3", "models": "IV.1"}
 _TINY = torch.finfo(torch.float32).tiny  # keeps log(mean probability) finite when every member says 0
@@ -235,7 +235,7 @@ def _seed_members(session, n, epochs, run, seeds, fit_options):
         raise EnsembleError("ensemble members train in the foreground; call ensemble() from a thread instead")
     options = {}
     if run is not None:  # the hyper-parameters a search or the user settled on
-        c = _as_run(session, run).config
+        c = session.run(run).config
         options = {k: c[k] for k in ("lr", "optimizer", "weight_decay", "batch_size", "reg_strength",
                                      "model_kwargs") if c.get(k) is not None}
         epochs = epochs or c.get("epochs")
@@ -290,7 +290,7 @@ def _checkpoint_members(session, n, run):
         run = session.last_run
     if run is None:
         raise EnsembleError("kind='checkpoints' needs run=<Run or run id>; the session has no run yet")
-    run = _as_run(session, run)
+    run = session.run(run)
     paths = run.checkpoints()
     if not paths:
         raise EnsembleError(f"run {run.id} has no checkpoints; fit it with checkpoint=True")
@@ -307,14 +307,6 @@ def _checkpoint_members(session, n, run):
         members.append(model)
         sources.append(f"epoch {int(state.get('epoch', 0))}")
     return members, [run.id] * len(members), sources
-
-
-def _as_run(session, run) -> Run:
-    if isinstance(run, Run):
-        return run
-    if isinstance(run, str):
-        return session.run(run)
-    raise EnsembleError(f"run must be a Run or a run id, got {type(run).__name__}")
 
 
 def _search_table(search):

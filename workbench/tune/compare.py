@@ -65,7 +65,7 @@ class Comparison:
 
 def compare(session, run_a, run_b) -> Comparison:
     """The configuration diff and the metric deltas (b - a) of two runs (recipe III.M3)."""
-    a, b = _resolve(session, run_a), _resolve(session, run_b)
+    a, b = session.run(run_a), session.run(run_b)
     diff = config_diff(a.config, b.config)
     ea, eb = _last(a), _last(b)
     rows = []
@@ -146,14 +146,6 @@ def _store(store):
     if hasattr(store, "store") and isinstance(store.store, RunStore):
         return store.store
     raise WorkbenchError(f"store must be a Session, a RunStore or a folder, got {type(store).__name__}")
-
-
-def _resolve(session, run) -> Run:
-    if isinstance(run, Run):
-        return run
-    if isinstance(run, str):
-        return session.run(run)
-    raise WorkbenchError(f"compare needs Runs or run ids, got {type(run).__name__}")
 
 
 def _last(run: Run) -> dict:

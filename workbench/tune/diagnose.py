@@ -290,11 +290,7 @@ def _resolve(session, run) -> Run:
         run = session.last_run
         if run is None:
             raise WorkbenchError("no run to diagnose: train one with session.fit() or pass run=")
-    if isinstance(run, str):
-        return session.run(run)
-    if not isinstance(run, Run):
-        raise WorkbenchError(f"run must be a Run or a run id, got {type(run).__name__}")
-    return run
+    return session.run(run)
 
 
 def _stats(session, loss, epochs) -> dict:
