@@ -35,8 +35,12 @@ class AuditOptions:
     dark_ratio: float = 0.4         # dark: 99th-percentile brightness under this x the typical one
     bright_ratio: float = 0.4       # bright: (1 - 1st-percentile brightness) under this x the typical one
     low_info_ratio: float = 0.4     # low_information: histogram entropy under this x the typical one
-    label_folds: int = 5            # folds of the embedding model when no pred_probs are given
+    label_folds: int = 5            # folds of the label model (the session's model, or the embedding kNN)
+    label_model: str = "auto"       # session audits: "auto" (the session's model by k-fold cross-validation
+    #                                 when it has a finished run, else "embedding"), "session" or "embedding"
+    label_cv_epochs: int = 5        # at most this many epochs per fold when the session's model is used
     pred_probs: object = None       # out-of-sample probabilities: an (N, K) array, or {split: array}
+    pred_probs_source: str = "out-of-sample probabilities given by the caller"  # said in report.source
     label_filter: str = "prune_by_noise_rate"   # cleanlab's filter_by
     imbalance_ratio: float = 0.2    # rare class: fewer than this x the average class count
     shift_alpha: float = 1e-3       # split shift: chi-square p-value below this ...
@@ -90,6 +94,17 @@ def audit_session(session, splits=("train", "test"), *, progress=None, **options
             progress(done, total, stage)
 
     opts = make_options(options)
+    if opts.pred_probs is None and opts.label_model in ("auto", "session") and "label_issue" in opts.issues \
+            and opts.task in (None, "classification") and "train" in data:
+        from .cross_val import session_pred_probs
+
+        got = session_pred_probs(session, folds=opts.label_folds, max_epochs=opts.label_cv_epochs,
+                                 progress=report_progress)
+        if got is not None:
+            opts.pred_probs, opts.pred_probs_source = got
+        elif opts.label_model == "session":
+            raise DataError("audit: label_model='session' needs a finished run to take its configuration from; "
+                            "train one with session.fit() or use label_model='embedding'")
     sources = sources_of(data, chunk_size=opts.chunk_size, value_range=opts.value_range, task=opts.task)
     report = run(sources, opts, report_progress, label_note=_runs_note(session, opts))
     session.emit("audit_done", report=report)
@@ -105,6 +120,8 @@ def make_options(options: dict) -> AuditOptions:
     opts = AuditOptions(**{k: v for k, v in options.items() if v is not None or k in ("pred_probs",)})
     if isinstance(opts.issues, str):
         opts.issues = (opts.issues,)
+    if opts.label_model not in ("auto", "session", "embedding"):
+        raise DataError(f"audit: label_model must be 'auto', 'session' or 'embedding', got {opts.label_model!r}")
     bad = [i for i in opts.issues if i not in ISSUE_TYPES]
     if bad:
         raise DataError(f"audit: unknown issue type(s) {', '.join(bad)}; known: {', '.join(ISSUE_TYPES)}")
@@ -254,7 +271,7 @@ def _labels(scanned, task, usable, rep, reps, E, opts, out, skipped, meta, note)
     rows = np.flatnonzero(usable & scanned.ok)
     if opts.pred_probs is not None:
         rows, P = _given_probs(scanned, rows, opts.pred_probs)
-        source = "out-of-sample probabilities given by the caller"
+        source = opts.pred_probs_source
     if scanned.labels is None:
         skipped["label_issue"] = "skipped: no labels"
         return skipped["label_issue"]
@@ -320,9 +337,10 @@ def _runs_note(session, opts) -> str:
         n = len(session.runs())
     except Exception:  # noqa: BLE001 - a session without a run store simply has no runs
         n = 0
-    # Trained runs saw the training examples, so their predictions are not out of sample.
-    return (f"the session's {n} trained run(s) were not used: their predictions on training examples are "
-            "not out of sample (pass pred_probs= from cross-validated runs to use them)") if n else ""
+    # Trained runs saw the training examples, so their own predictions are not out of sample; the
+    # session's model is cross-validated instead when a run finished (label_model="auto" or "session").
+    return (f"the session's {n} run(s) were not used (label_model={opts.label_model!r}, or none completed); "
+            "their own predictions on training examples would not be out of sample") if n else ""
 
 
 def _infer_task(y) -> str:
