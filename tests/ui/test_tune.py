@@ -12,11 +12,8 @@ from workbench.ui.wizard import RecipeWizard, step_status
 
 
 @pytest.fixture
-def linear_session(digits, tmp_path):
-    train, test = digits
-    tr = wb.datasets.TensorPairDataset(train.X[:256], train.Y[:256], preprocessing=train.preprocessing,
-                                       classes=train.classes, name="digits-small")
-    return wb.Session(wb.models.linear, tr, test, seed=0, root=tmp_path / "runs", name="digits-small")
+def linear_session(make_small_session):
+    return make_small_session(wb.models.linear)
 
 
 def test_lr_finder_draws_curve_suggestions_and_coarse_test(linear_session):
