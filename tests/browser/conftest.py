@@ -88,8 +88,9 @@ def page(browser, server):
 
 
 def shot(page, name: str) -> None:
-    """A screenshot into test-artifacts/ and assets/ (the README shows assets/wizard.png)."""
-    for folder in (ARTIFACTS, ASSETS):
+    """A screenshot into test-artifacts/; also into assets/ (the README's images) with WORKBENCH_UPDATE_ASSETS=1."""
+    folders = (ARTIFACTS, ASSETS) if os.environ.get("WORKBENCH_UPDATE_ASSETS") == "1" else (ARTIFACTS,)
+    for folder in folders:
         folder.mkdir(exist_ok=True)
         page.screenshot(path=str(folder / name), full_page=False)
 

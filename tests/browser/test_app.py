@@ -50,6 +50,20 @@ def test_walk_the_wizard_and_see_flagged_duplicates(page):
     shot(page, "data_browser.png")
 
 
+def test_browser_audit_button_fills_the_issue_filter(page):
+    """The browser's own audit button: the page still pages while it runs; then the issues become filters."""
+    click_step(page, "browse")
+    info = page.locator(".wb-browser-info").first
+    wait_for(lambda: "page 1/" in text(info), 30, info)
+    page.locator(".wb-run-audit button").first.click()
+    page.get_by_role("button", name="▶").first.click()
+    wait_for(lambda: "page 2/" in text(info), 30, info)  # answered while the audit works in its thread
+    page.wait_for_selector(".wb-issue-filter select option[value='exact_duplicate']", timeout=240_000,
+                           state="attached")
+    page.locator(".wb-issue-filter select").first.select_option("exact_duplicate")
+    wait_for(lambda: "sets" in text(info), 30, info)
+
+
 def test_run_checks_and_see_verdicts(page):
     click_step(page, "checks")
     page.locator(".wb-run-checks button").first.click()

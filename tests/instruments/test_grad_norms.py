@@ -60,19 +60,71 @@ def broken_mlp(num_classes=10):
                          nn.ReLU(), nn.Linear(32, num_classes))
 
 
-def test_trap_names_the_layer_and_stops_the_run(digits, tmp_path):
+def test_trap_every_step_names_the_layer_and_stops_the_run(digits, tmp_path):
     train, test = digits
     s = wb.Session(broken_mlp, train, test, seed=0, root=tmp_path / "runs")
-    s.instrument("grad_norms", every=10)
+    s.instrument("grad_norms", every=10, trap_every=1)
     with pytest.warns(RuntimeWarning, match="first appears in layer '3'"):
         run = s.fit(epochs=2, lr=1e-3, checkpoint=False)
     inst = s.instruments[0]
     # steps 1-3 fine; the 4th backward is the first with NaN: Linear '3' (and '1' before it), not the head '6'
-    assert inst.trapped["step"] == 4 and inst.trapped["layer"] == "3" and inst.trapped["layers"] == ["1", "3"]
+    assert inst.trapped["step"] == 4 and inst.trapped["where"] == "gradient"
+    assert inst.trapped["layer"] == "3" and inst.trapped["layers"] == ["1", "3"]
     assert run.status == "stopped" and len(run.step_records) == 4
     assert run.records("nan_trap")["layer"].tolist() == ["3"]
     summary = inst.summary()
     assert summary["status"] == "fail" and "'3'" in summary["verdict"]
+
+
+def test_trap_at_cadence_names_the_same_layer_from_the_weights(digits, tmp_path):
+    """Off the trap's steps the NaN gradient is written into the weights; the next loss diverges; same layer."""
+    train, test = digits
+    s = wb.Session(broken_mlp, train, test, seed=0, root=tmp_path / "runs")
+    s.instrument("grad_norms", every=10)
+    inst = s.instruments[0]
+    assert inst.trap_every == 10
+    with pytest.warns(RuntimeWarning, match="first appears in layer '3'"):
+        run = s.fit(epochs=2, lr=1e-3, checkpoint=False)
+    assert run.status == "diverged" and len(run.step_records) == 5
+    assert math.isnan(run.step_records[-1]["loss"]) and math.isfinite(run.step_records[-2]["loss"])
+    assert inst.trapped["where"] == "weights" and inst.trapped["step"] == 4
+    assert inst.trapped["layer"] == "3" and inst.trapped["layers"] == ["1", "3"]
+    assert inst.summary()["status"] == "fail"
+
+
+class NaNForward(nn.Module):
+    """Finite until the 4th training forward, then NaN outputs: the loss diverges, the weights stay finite."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x):
+        if self.training and torch.is_grad_enabled():
+            self.calls += 1
+            if self.calls == 4:
+                return x * float("nan")
+        return x
+
+
+def test_trap_on_a_nan_loss_with_finite_weights_blames_the_sample_or_lr(digits, tmp_path):
+    train, test = digits
+    s = wb.Session(lambda num_classes=10: nn.Sequential(nn.Flatten(), nn.Linear(64, num_classes), NaNForward()),
+                   train, test, seed=0, root=tmp_path / "runs")
+    s.instrument("grad_norms")
+    with pytest.warns(RuntimeWarning, match="finite weights"):
+        run = s.fit(epochs=1, checkpoint=False)
+    inst = s.instruments[0]
+    assert run.status == "diverged" and len(run.step_records) == 4
+    assert inst.trapped["layer"] is None and inst.trapped["step"] == 4 and inst.trapped["layers"] == []
+
+
+def test_trap_every_is_validated():
+    with pytest.raises(wb.WorkbenchError, match="trap_every"):
+        GradNorms(trap_every=0)
+    assert GradNorms(every=25, trap_every=4).cadence("after_backward") == 1
+    assert GradNorms(every=25, trap_every=5).cadence("after_backward") == 5
+    assert GradNorms(every=25, trap=False, trap_every=4).cadence("after_backward") == 25
 
 
 def test_no_trap_on_a_healthy_run(mlp_session):

@@ -108,3 +108,50 @@ def test_images_are_what_the_split_holds(small_session):
     imgs = b.images(b.page_items)
     assert np.allclose(imgs[..., 0], small_session.train.X[:4, 0].numpy())
     assert torch.is_tensor(small_session.train.X)
+
+
+def test_audit_button_runs_in_a_worker_thread_and_shows_the_findings(small_session):
+    import threading
+
+    from workbench.ui.common import ERRORS
+
+    browser = DataBrowser(small_session)
+    started = threading.Event()
+    release = threading.Event()
+    real = small_session.audit
+
+    def slow_audit(**options):
+        started.set()
+        release.wait(60)
+        return real(**options)
+
+    small_session.audit = slow_audit
+    browser.run_audit(background=True)
+    assert started.wait(30)
+    # the page's thread is free while the audit runs; a second click does not start another
+    assert browser.auditing and browser.run_audit(background=True) is None
+    browser.flush()
+    assert browser.auditing and browser.param.issue.objects == ["all"]
+    release.set()
+    browser.wait(300)
+    assert not browser.auditing
+    kinds = set(small_session.reports["audit"].issues["issue"].astype(str))
+    assert set(browser.param.issue.objects) == {"all"} | kinds
+    assert not ERRORS.messages
+
+
+def test_a_failing_background_audit_is_reported_and_the_browser_keeps_working(small_session):
+    from workbench.ui.common import ERRORS
+
+    browser = DataBrowser(small_session)
+
+    def broken(**options):
+        raise ValueError("disk unreadable")
+
+    small_session.audit = broken
+    browser.run_audit(background=True)
+    browser.wait(60)
+    assert not browser.auditing and "audit" not in small_session.reports
+    assert any("disk unreadable" in m for m in ERRORS.messages)
+    browser.next_page()
+    assert len(browser.page_items) > 0

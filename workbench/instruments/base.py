@@ -51,9 +51,13 @@ class Instrument:
         self.session = session
         self._handles = [session.on("run_start", self._run_start)]
         for event, cadenced in self.subscriptions:
-            self._handles.append(session.on(event, getattr(self, "on_" + event), self.every if cadenced else 1))
+            self._handles.append(session.on(event, getattr(self, "on_" + event), self.cadence(event) if cadenced else 1))
         session.instruments.append(self)
         return InstrumentHandle(self)
+
+    def cadence(self, event: str) -> int:
+        """How often (in steps) a cadenced subscription to ``event`` is called: ``every`` unless overridden."""
+        return self.every
 
     def detach(self) -> None:
         for h in self._handles:

@@ -3,7 +3,8 @@
 The first ``Conv2d`` (or a ``Linear`` layer that reads the whole flattened image) is drawn with
 ``torchvision.utils.make_grid``, each filter scaled to its own range. Noise-like filters mean
 trouble (III.R11): the verdict measures how far the filters moved from their initialisation and
-how smooth they are (correlation of neighbouring weights; white noise gives ≈0).
+how smooth they are (correlation of neighbouring weights; white noise gives ≈0). During training a
+record keeps a copy of the filters; its ``"image"`` is drawn the first time someone reads it.
 """
 
 from __future__ import annotations
@@ -56,6 +57,20 @@ def smoothness(filters: torch.Tensor) -> float:
     return num / den if den > 0 else math.nan
 
 
+class FilterRecord(dict):
+    """One capture: ``"filters"`` (N, C, H, W) and the grid as ``"image"``, drawn on first read (off the training thread)."""
+
+    nrow = 8
+
+    def __missing__(self, key):
+        if key != "image" or "filters" not in self:
+            raise KeyError(key)
+        grid = grid_of(self["filters"], self.nrow)
+        image = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        self["image"] = image
+        return image
+
+
 class FirstLayer(Instrument):
     """The first layer's filters as an image grid at the run's start and after each epoch."""
 
@@ -93,10 +108,10 @@ class FirstLayer(Instrument):
         if self._init is None:
             self.layer, self._init = name, filters.clone()
         change = float((filters - self._init).norm() / self._init.norm().clamp_min(1e-12))
-        grid = grid_of(filters, self.nrow)
-        image = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        self.push({"epoch": epoch, "step": step, "layer": name, "image": image, "change": change,
-                   "smoothness": smoothness(filters), "shape": tuple(filters.shape)})
+        record = FilterRecord(epoch=epoch, step=step, layer=name, filters=filters.clone(), change=change,
+                              smoothness=smoothness(filters), shape=tuple(filters.shape))
+        record.nrow = self.nrow
+        self.push(record)
 
     @staticmethod
     def grid(model: nn.Module, input_shape=None, nrow: int = 8) -> torch.Tensor:
@@ -123,7 +138,7 @@ class FirstLayer(Instrument):
     def frame(self):
         import pandas as pd
 
-        return pd.DataFrame([{k: v for k, v in r.items() if k != "image"} for r in self.since(0)])
+        return pd.DataFrame([{k: v for k, v in r.items() if k not in ("image", "filters")} for r in self.since(0)])
 
     def summary(self) -> dict:
         recs = self.since(0)

@@ -1,12 +1,17 @@
 """Gradient norms per layer and in total, with a NaN/inf trap that names the layer where it appears.
 
-Norms are recorded every ``every`` steps; the trap looks at every step (one fused ``_foreach_norm``
-and one finiteness test, a few microseconds). Backprop runs from the loss to the input, so a
-NaN/inf born in one layer spreads to every layer before it: the trap names the non-finite layer
-nearest the output in *forward* order (learned from the first training step's call order), i.e.
-the first one backprop reached. It logs a ``nan_trap`` record on the run and asks it to stop.
-A NaN loss ends the run as ``diverged`` before any backward: at ``run_end`` the trap then names the
-first layer whose weights are non-finite, if any.
+Norms are recorded every ``every`` steps. Backprop runs from the loss to the input, so a NaN/inf
+born in one layer spreads to every layer before it: the trap names the non-finite layer nearest
+the output in *forward* order (learned from the first training step's call order), i.e. the first
+one backprop reached.
+
+The trap tests the gradients every ``trap_every`` steps (by default on the norms' own cadence, so
+it costs nothing extra; ``trap_every=1`` tests every step, one fused ``_foreach_norm`` each). When
+it fires it logs a ``nan_trap`` record on the run (``where="gradient"``) and asks the run to stop.
+Between two tests nothing escapes: a non-finite gradient makes the optimizer write non-finite
+weights, so the next step's loss is NaN/inf and the run ends as ``diverged``; at ``run_end`` the
+trap then names the layer the same way from the non-finite *weights* (``where="weights"``, with the
+step whose update wrote them). A NaN loss with finite weights is a bad sample or too high an LR.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import warnings
 import pandas as pd
 import torch
 
+from workbench.errors import WorkbenchError
 from workbench.instruments.base import Instrument, layer_of
 
 
@@ -26,17 +32,27 @@ class GradNorms(Instrument):
     name, recipe, title = "grad_norms", "P.3", "Gradient norms"
     default_every = 25
     maxlen = 1000
-    subscriptions = (("after_backward", False), ("step_end", False), ("run_end", False))
+    subscriptions = (("after_backward", True), ("run_end", False))
 
     def __init__(self, every: int | None = None, maxlen: int | None = None, trap: bool = True,
-                 stop: bool = True, vanishing: float = 1e-8):
+                 stop: bool = True, vanishing: float = 1e-8, trap_every: int | None = None):
         super().__init__(every, maxlen)
         self.trap, self.stop, self.vanishing = bool(trap), bool(stop), float(vanishing)
+        if trap_every is not None and (isinstance(trap_every, bool) or not isinstance(trap_every, int)
+                                       or trap_every < 1):
+            raise WorkbenchError(f"grad_norms: trap_every must be a positive whole number of steps, got "
+                                 f"{trap_every!r}")
+        self.trap_every = self.every if trap_every is None else trap_every
         self.trapped: dict | None = None
         self.layers: list[str] = []
         self._order: list[str] = []
         self._hooks: list = []
         self._params: list | None = None
+        self._first_step = None  # a bus handle on step_end, for the first step of a run only
+
+    def cadence(self, event: str) -> int:
+        # after_backward is needed on the norms' steps and on the trap's: their common divisor
+        return math.gcd(self.every, self.trap_every) if event == "after_backward" and self.trap else self.every
 
     def reset(self) -> None:
         self.trapped = None
@@ -55,29 +71,36 @@ class GradNorms(Instrument):
                     if mod.training and torch.is_grad_enabled() and name not in order:
                         order.append(name)
                 self._hooks.append(module.register_forward_pre_hook(pre))
+        self._first_step = self.session.on("step_end", self._after_first_step)
+        self._handles.append(self._first_step)
 
-    def on_step_end(self, ev) -> None:
-        if self._hooks:  # the call order is known after the first step: the hooks cost nothing from now on
-            self._remove_hooks()
+    def _after_first_step(self, ev) -> None:
+        # the call order is known after the first step: from now on neither hooks nor this handler run
+        self._remove_hooks()
 
     def _remove_hooks(self) -> None:
         for h in self._hooks:
             h.remove()
         self._hooks = []
+        if self._first_step is not None:
+            self._first_step.remove()
+            if self._first_step in self._handles:
+                self._handles.remove(self._first_step)
+            self._first_step = None
 
     # -- measuring -------------------------------------------------------------------------------
     @torch.no_grad()
     def on_after_backward(self, ev) -> None:
         cadence = ev.step % self.every == 0
-        if not (cadence or (self.trap and self.trapped is None)):
+        trap = self.trap and self.trapped is None and ev.step % self.trap_every == 0
+        if not (cadence or trap):
             return
         params = self._params if self._params is not None else list(ev.model.named_parameters())
         named = [(n, p.grad) for n, p in params if p.grad is not None]
         if not named:
             return
         norms = torch.stack(torch._foreach_norm([g for _, g in named])).double()
-        finite = bool(torch.isfinite(norms).all())
-        if not finite and self.trap and self.trapped is None:
+        if trap and not bool(torch.isfinite(norms).all()):
             self._spring(ev, [n for n, _ in named], norms)
         if cadence:
             values = norms.cpu().tolist()
@@ -92,12 +115,9 @@ class GradNorms(Instrument):
 
     def _spring(self, ev, names: list[str], norms: torch.Tensor) -> None:
         bad = [layer_of(n) for n, ok in zip(names, torch.isfinite(norms).tolist(), strict=True) if not ok]
-        bad = list(dict.fromkeys(bad))
-        order = self._order or list(dict.fromkeys(layer_of(n) for n in names))
-        rank = {name: i for i, name in enumerate(order)}
-        first = max(bad, key=lambda n: rank.get(n, -1))
+        first, bad = self._origin(bad, names)
         self._report(ev.run, {"kind": "nan_trap", "step": ev.step, "where": "gradient", "layer": first,
-                              "layers": sorted(bad, key=lambda n: rank.get(n, -1)),
+                              "layers": bad,
                               "message": f"NaN/inf gradient first appears in layer {first!r} at step {ev.step} "
                                          f"(backprop carries it into {len(bad) - 1} layer(s) before it)"})
 
@@ -110,18 +130,29 @@ class GradNorms(Instrument):
         model = getattr(ev.run, "model", None)
         if model is None:
             return
-        order = self._order or [n for n, _ in model.named_modules()]
-        bad = list(dict.fromkeys(layer_of(n) for n, p in model.named_parameters()
-                                 if not bool(torch.isfinite(p).all())))
+        named = list(model.named_parameters())
+        bad = [layer_of(n) for n, p in named if not bool(torch.isfinite(p).all())]
+        # the diverged step's loss was NaN/inf and it took no update: the weights were written one step before
+        step = getattr(getattr(ev.run, "trainer", None), "step", None)
+        step = step - 1 if step else None
         if bad:
-            rank = {name: i for i, name in enumerate(order)}
-            first = min(bad, key=lambda n: rank.get(n, len(rank)))
-            msg = f"the loss diverged; the first layer with NaN/inf weights is {first!r}"
+            first, bad = self._origin(bad, [n for n, _ in named])
+            msg = (f"NaN/inf first appears in layer {first!r}: the update of step {step} wrote non-finite "
+                   f"weights there (and in {len(bad) - 1} layer(s) before it, where backprop carried it); "
+                   "the next loss diverged")
         else:
             first, msg = None, ("the loss went NaN/inf with finite weights and gradients: a bad sample "
                                 "or too high a learning rate (B.4)")
-        self._report(None, {"kind": "nan_trap", "step": None, "where": "weights", "layer": first,
+            step = step + 1 if step is not None else None
+        self._report(None, {"kind": "nan_trap", "step": step, "where": "weights", "layer": first,
                             "layers": bad, "message": msg})
+
+    def _origin(self, bad: list[str], names: list[str]) -> tuple[str, list[str]]:
+        """The layer backprop reached first among ``bad`` (nearest the output), and ``bad`` in forward order."""
+        bad = list(dict.fromkeys(bad))
+        order = self._order or list(dict.fromkeys(layer_of(n) for n in names))
+        rank = {name: i for i, name in enumerate(order)}
+        return max(bad, key=lambda n: rank.get(n, -1)), sorted(bad, key=lambda n: rank.get(n, -1))
 
     def _report(self, run, record: dict) -> None:
         self.trapped = record

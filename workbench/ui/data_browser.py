@@ -21,7 +21,8 @@ from bokeh.plotting import figure
 from bokeh.transform import dodge
 
 from workbench.errors import DataError
-from workbench.ui.common import View, backend, guarded, notify_info, rgba, to_numpy_images
+from workbench.ui.common import (Background, LiveView, backend, describe_error, guarded, notify_error, notify_info,
+                                rgba, to_numpy_images)
 from workbench.ui.human import HumanBaseline
 
 ALL = "all"
@@ -48,7 +49,7 @@ def class_counts(session) -> pd.DataFrame:
     return pd.DataFrame(rows, index=pd.Index(names, name="class")).reset_index()
 
 
-class DataBrowser(View):
+class DataBrowser(LiveView):
     """A paged grid of any split with labels, issue filters, duplicate sets, class counts and marks."""
 
     split = param.Selector(default="train", objects=["train", "test"])
@@ -83,6 +84,9 @@ class DataBrowser(View):
         self.human = HumanBaseline(session)
         self.download = pn.widgets.FileDownload(callback=self._export_bytes, filename="marks.csv",
                                                 label="Export marks (CSV)", width=170)
+        self.auditing = False
+        self._audit_work = Background("workbench-browser-audit")
+        self._audit_button = None
         self._load_issue_types()
         self.render()
 
@@ -103,14 +107,49 @@ class DataBrowser(View):
             self.issue = ALL
 
     @guarded
-    def run_audit(self):
-        """Run the data audit (I.2) and offer its issue types as filters."""
+    def run_audit(self, background: bool = False):
+        """Run the data audit (I.2) and offer its issue types as filters.
+
+        ``background=True`` (the button) audits in a worker thread; ``flush()`` (the periodic callback,
+        on the document's thread) then shows the findings. Otherwise it returns the report.
+        """
         from workbench.ui.audit_view import run_audit
 
+        if background:
+            if self.auditing:
+                return None
+            self.auditing = True
+            self._set_audit_button()
+            self._audit_work.start(lambda: run_audit(self.session))
+            return None
         report = run_audit(self.session)
         self.sync_audit()
         notify_info(f"audit done: {len(report.issues)} findings")
         return report
+
+    def wait(self, timeout=None) -> None:
+        """Block until a background audit is done and show it (tests, scripts)."""
+        self._audit_work.join(timeout)
+        self.flush()
+
+    def flush(self) -> None:
+        """Document thread: pick up a finished background audit, or one that ran in another view."""
+        outcome = self._audit_work.take()
+        if outcome is not None:
+            self.auditing = False
+            self._set_audit_button()
+            kind, value = outcome
+            if kind == "error":
+                notify_error(f"the audit failed: {describe_error(value)}")
+            else:
+                notify_info(f"audit done: {int((value.issues['index'] >= 0).sum())} flagged examples")
+        if not self.auditing:
+            self.sync_audit()
+
+    def _set_audit_button(self) -> None:
+        if self._audit_button is not None:
+            self._audit_button.disabled = self.auditing
+            self._audit_button.label = "Auditing…" if self.auditing else "Run the audit (I.2)"
 
     def sync_audit(self) -> None:
         """Offer the issue types of the session's latest audit as filters (after an audit ran elsewhere)."""
@@ -337,7 +376,8 @@ class DataBrowser(View):
         if backend("workbench.data.audit"):
             audit_b = pn.widgets.Button(label="Run the audit (I.2)", button_type="primary", width=170,
                                         css_classes=["wb-run-audit"])
-            audit_b.on_click(lambda e: self.run_audit())
+            audit_b.on_click(lambda e: self.run_audit(background=True))
+            self._audit_button = audit_b
             audit_row = [audit_b]
         ex_b = pn.widgets.Button(label="Mark exclude", width=120, button_type="warning")
         re_b = pn.widgets.Button(label="Mark relabel →", width=120)
@@ -348,6 +388,7 @@ class DataBrowser(View):
         marks = pn.Row(*audit_row, ex_b, re_b, pn.widgets.Select.from_param(self.param.relabel_to, name="", width=80),
                        clr_b, self.download)
         browse = pn.Column(filters, marks, self._info, self._grid, name="Browse (I.1, I.2)")
+        self.start_updates()
         return pn.Tabs(browse, pn.Column(self._counts, name="Class counts (I.2)"),
                        pn.Column(self.human, name="Human baseline (II.6)"), dynamic=False, name="Data")
 

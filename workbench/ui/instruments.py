@@ -98,7 +98,7 @@ class FilterGrid(_InstrumentView):
         self.source.data = {"image": [], "dw": [], "dh": []}
 
     def update(self, recs) -> None:
-        self.records += [{k: v for k, v in r.items()} for r in recs]
+        self.records += list(recs)  # the instrument's records: each draws its grid once, on first read
         self.param.index.bounds = (0, max(0, len(self.records) - 1))
         self.slider.end = max(1, len(self.records) - 1)
         if self.follow:
