@@ -128,6 +128,14 @@ def _tb_instrument(w, inst) -> None:
 # -- plots -----------------------------------------------------------------------------------------
 def figure(inst: Instrument, width: int = 600, height: int = 300):
     """A Bokeh figure of an instrument's buffer (a static copy; the live views stream their own)."""
+    p = _figure(inst, width, height)
+    if not p.renderers:  # nothing measured yet (a run shorter than the cadence): say so in the plot
+        p.text(x=[0], y=[1], text=[f"nothing measured yet ({inst.name} records every {inst.every} "
+                                   f"{inst.cadence_unit}s)"], text_font_size="11pt")
+    return p
+
+
+def _figure(inst: Instrument, width: int, height: int):
     from bokeh.models import BoxAnnotation
     from bokeh.plotting import figure as bfigure
 
