@@ -62,3 +62,45 @@ def test_instruments_on_cuda_do_not_change_training(gpu_session):
         h.remove()
     assert watched.steps.data_loss.tolist() == plain.steps.data_loss.tolist()
     assert all(v > 0 for v in recorded.values()), recorded  # every instrument measured on the GPU model
+
+
+class _NaNGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * float("nan")
+
+
+class _BreaksAfter3(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x):
+        if self.training and torch.is_grad_enabled():
+            self.calls += 1
+            if self.calls > 3:
+                return _NaNGrad.apply(x)
+        return x
+
+
+@pytest.mark.parametrize("trap_every", [1, None])
+def test_nan_trap_names_the_layer_on_cuda(digits, tmp_path, trap_every):
+    from torch import nn
+
+    train, test = digits
+    s = wb.Session(lambda num_classes=10: nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 32),
+                                                        _BreaksAfter3(), nn.ReLU(), nn.Linear(32, num_classes)),
+                   train, test, seed=0, root=tmp_path / "runs")
+    assert s.device.type == "cuda"
+    inst = s.instrument("grad_norms", every=10, trap_every=trap_every)[0].instrument
+    with pytest.warns(RuntimeWarning, match="first appears in layer '3'"):
+        run = s.fit(epochs=1, checkpoint=False)
+    assert inst.trapped["layer"] == "3" and inst.trapped["layers"] == ["1", "3"] and inst.trapped["step"] == 4
+    if trap_every == 1:
+        assert run.status == "stopped" and inst.trapped["where"] == "gradient"
+    else:
+        assert run.status == "diverged" and inst.trapped["where"] == "weights"

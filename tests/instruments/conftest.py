@@ -35,6 +35,7 @@ def drive(session, model, steps, lr=1e-2, batch_size=32):
     step = 0
     while step < steps:
         for x, y in loader:
+            x, y = x.to(session.device), y.to(session.device)
             step += 1
             trainer.step = step
             out = model(x)

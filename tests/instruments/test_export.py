@@ -63,7 +63,8 @@ def test_tensorboard_event_files_hold_the_run_and_the_instruments(trained, tmp_p
     h = acc.Histograms(f"act/{layer}")[0]
     assert h.histogram_value.num == hists.since(0)[0]["layers"][layer]["act"]["n"]
     assert sum(h.histogram_value.bucket) == pytest.approx(hists.since(0)[0]["layers"][layer]["act"]["counts"].sum())
-    assert len(acc.Images("first_layer")) == len([i for i in session.instruments if i.name == "first_layer"][0].since(0))
+    grids = [i for i in session.instruments if i.name == "first_layer"][0].since(0)
+    assert len(acc.Images("first_layer")) == len(grids)
     assert "first_layer" in tags["images"]
 
 

@@ -15,7 +15,7 @@ def tile_by_hand(filters, nrow, pad=1):
     n, _, h, w = filters.shape
     rows = (n + nrow - 1) // nrow
     grid = np.ones((rows * (h + pad) + pad, nrow * (w + pad) + pad))
-    for i, f in enumerate(filters[:, 0].double().numpy()):
+    for i, f in enumerate(filters[:, 0].double().cpu().numpy()):
         r, c = divmod(i, nrow)
         grid[pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = \
             (f - f.min()) / (f.max() - f.min())

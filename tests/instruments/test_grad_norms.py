@@ -18,12 +18,12 @@ def test_norms_match_saved_gradients(session, manual):
     assert [r["step"] for r in recs] == [2, 4, 6]
     for r in recs:
         grads = saved[r["step"]].grads
-        flat = np.concatenate([g.double().numpy().ravel() for g in grads.values()])
+        flat = np.concatenate([g.double().cpu().numpy().ravel() for g in grads.values()])
         assert r["total"] == pytest.approx(np.linalg.norm(flat), rel=1e-6)
         ref = torch.nn.utils.get_total_norm([g.double() for g in grads.values()])
         assert r["total"] == pytest.approx(float(ref), rel=1e-6)
         for layer, norm in r["layers"].items():
-            mine = np.concatenate([g.double().numpy().ravel() for n, g in grads.items()
+            mine = np.concatenate([g.double().cpu().numpy().ravel() for n, g in grads.items()
                                    if n.rsplit(".", 1)[0] == layer])
             assert norm == pytest.approx(np.linalg.norm(mine), rel=1e-6), layer
     assert inst.trapped is None and inst.summary()["status"] == "ok"

@@ -40,7 +40,7 @@ def test_counts_and_stats_match_numpy(mlp_session):
     for r in recs:
         for layer, entry in r["layers"].items():
             for kind, store in (("act", seen["acts"]), ("grad", seen["grads"])):
-                x = store[(layer, r["step"])].double().numpy().ravel()
+                x = store[(layer, r["step"])].double().cpu().numpy().ravel()
                 st = entry[kind]
                 lo, hi = inst.edges[(layer, kind)]
                 sub = x[::-(-x.size // inst.max_values)]  # big layers: binned on an even stride
@@ -55,7 +55,7 @@ def test_counts_and_stats_match_numpy(mlp_session):
                 assert st["mean"] == pytest.approx(x.mean(), abs=0.1 * x.std() + 1e-6)  # the subset represents x
                 assert st["n"] == x.size
     # a ReLU's dead units: zero for every example of the batch
-    relu = seen["acts"][("2", 6)].numpy()
+    relu = seen["acts"][("2", 6)].cpu().numpy()
     assert recs[1]["layers"]["2"]["act"]["dead_units"] == pytest.approx((relu.max(0) <= 0).mean())
     # bins stay fixed through the run: the heat map stacks
     hm = inst.heatmap("2")
@@ -104,7 +104,7 @@ def test_saturation_fraction_matches(digits, tmp_path):
     inst = s.instrument("histograms", every=10)[0].instrument
     seen = capture(s)
     s.fit(epochs=1, checkpoint=False)
-    x = seen["acts"][("2", 1)].numpy()
+    x = seen["acts"][("2", 1)].cpu().numpy()
     st = inst.since(0)[0]["layers"]["2"]["act"]
     assert inst.edges[("2", "act")] == (-1.0, 1.0)
     assert st["frac_saturated"] == pytest.approx((np.abs(x) >= 0.99).mean())

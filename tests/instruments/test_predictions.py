@@ -18,7 +18,7 @@ def test_probabilities_and_wiggle_match(session):
         m.eval()
         with torch.no_grad():
             x, y = session.batch("eval", 8)
-            mine[ev.step] = torch.softmax(m(x), 1).numpy()
+            mine[ev.step] = torch.softmax(m(x.to(session.device)), 1).cpu().numpy()
         m.train(was)
 
     session.on("step_end", recompute, every=5)

@@ -16,8 +16,8 @@ def test_ratio_matches_saved_weights(session, manual):
     for r in recs:
         s = saved[r["step"]]
         for name, ratio in r["ratios"].items():
-            w0 = s.before[name].double().numpy().ravel()
-            w1 = s.after[name].double().numpy().ravel()
+            w0 = s.before[name].double().cpu().numpy().ravel()
+            w1 = s.after[name].double().cpu().numpy().ravel()
             expected = np.linalg.norm(w1 - w0) / np.linalg.norm(w0)
             assert ratio == pytest.approx(expected, rel=1e-5), name
         weights = [r["ratios"][n] for n in inst.weight_names]

@@ -51,7 +51,8 @@ class Instrument:
         self.session = session
         self._handles = [session.on("run_start", self._run_start)]
         for event, cadenced in self.subscriptions:
-            self._handles.append(session.on(event, getattr(self, "on_" + event), self.cadence(event) if cadenced else 1))
+            every = self.cadence(event) if cadenced else 1
+            self._handles.append(session.on(event, getattr(self, "on_" + event), every))
         session.instruments.append(self)
         return InstrumentHandle(self)
 

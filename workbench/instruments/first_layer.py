@@ -58,7 +58,7 @@ def smoothness(filters: torch.Tensor) -> float:
 
 
 class FilterRecord(dict):
-    """One capture: ``"filters"`` (N, C, H, W) and the grid as ``"image"``, drawn on first read (off the training thread)."""
+    """One capture: ``"filters"`` (N, C, H, W), and the grid as ``"image"``, drawn when first read."""
 
     nrow = 8
 

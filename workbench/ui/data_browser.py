@@ -21,8 +21,17 @@ from bokeh.plotting import figure
 from bokeh.transform import dodge
 
 from workbench.errors import DataError
-from workbench.ui.common import (Background, LiveView, backend, describe_error, guarded, notify_error, notify_info,
-                                rgba, to_numpy_images)
+from workbench.ui.common import (
+    Background,
+    LiveView,
+    backend,
+    describe_error,
+    guarded,
+    notify_error,
+    notify_info,
+    rgba,
+    to_numpy_images,
+)
 from workbench.ui.human import HumanBaseline
 
 ALL = "all"
