@@ -9,7 +9,7 @@ import pandas as pd
 import panel as pn
 import param
 
-from workbench.ui.common import Background, LiveView, describe_error, guarded, notify_error, notify_info
+from workbench.ui.common import Background, LiveView, button, describe_error, guarded, notify_error, notify_info
 
 
 def run_audit(session, **options):
@@ -32,7 +32,7 @@ class AuditView(LiveView):
         self._progress = {"done": 0, "total": 1, "stage": ""}  # written by the audit thread, read by flush
         self._work = Background("workbench-audit")
         self.progress = pn.indicators.Progress(value=0, max=100, width=300, visible=False)
-        self.button = pn.widgets.Button(label="Run the audit (I.2)", button_type="primary", width=190,
+        self.button = button("Run the audit (I.2)", "primary", width=190,
                                         css_classes=["wb-audit-run"])
         self.button.on_click(lambda e: self.start())
         self._summary = pn.Column()

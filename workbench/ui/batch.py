@@ -12,7 +12,7 @@ import panel as pn
 import param
 import torch
 
-from workbench.ui.common import View, backend, badge, fmt, guarded, image_grid, minmax, to_numpy_images
+from workbench.ui.common import View, backend, badge, button, fmt, guarded, image_grid, minmax, to_numpy_images
 
 
 def channel_stats(x: torch.Tensor) -> pd.DataFrame:
@@ -101,9 +101,9 @@ class BatchViewer(View):
                           pn.widgets.Checkbox.from_param(self.param.augment, name="augmentation", margin=(28, 10)))
         items = [controls]
         if backend("workbench.checks"):
-            button = pn.widgets.Button(label="Run the data_pipeline check", button_type="primary", width=220)
-            button.on_click(lambda e: self.run_check())
-            items.append(pn.Row(button, pn.pane.HTML(self.param.verdict)))
+            check_b = button("Run the data_pipeline check", "primary", width=220)
+            check_b.on_click(lambda e: self.run_check())
+            items.append(pn.Row(check_b, pn.pane.HTML(self.param.verdict)))
         return pn.Column(pn.pane.Markdown("### The batch right before model(x) (II.10)", css_classes=["wb-batch"]),
                          *items, self._info,
                          pn.Row(self._grid_pane, pn.Column("**per-channel statistics**", self._stats_pane)),

@@ -13,7 +13,7 @@ import threading
 import panel as pn
 import param
 
-from workbench.ui.common import LiveView, badge, describe_error, fmt, guarded, notify_error, notify_info
+from workbench.ui.common import LiveView, badge, button, describe_error, fmt, guarded, notify_error, notify_info
 
 QUICK = ("architecture", "data_pipeline", "init_loss", "bias_init", "regularization")  # seconds, no training
 
@@ -61,7 +61,7 @@ class ChecksPanel(LiveView):
         self._total = 0
         self._cards = pn.Column(sizing_mode="stretch_width", css_classes=["wb-check-cards"])
         self.progress = pn.indicators.Progress(value=0, max=100, width=240, visible=False)
-        self.run_button = pn.widgets.Button(label="Run selected checks", button_type="success", width=180,
+        self.run_button = button("Run selected checks", "success", width=180,
                                             css_classes=["wb-run-checks"])
         self.run_button.on_click(lambda e: self.start())
         self._handle = session.on("check_done", self._on_done)
@@ -119,7 +119,7 @@ class ChecksPanel(LiveView):
                 + "</div>")
         items = [pn.pane.HTML(head, sizing_mode="stretch_width")]
         if r.name == "bias_init" and r.status in ("warn", "fail"):
-            fix = pn.widgets.Button(label="Apply bias init (II.5)", button_type="warning", width=190,
+            fix = button("Apply bias init (II.5)", "warning", width=190,
                                     css_classes=["wb-fix-bias"])
             fix.on_click(lambda e: self.fix_bias())
             items.append(fix)

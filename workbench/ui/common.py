@@ -103,6 +103,15 @@ def install_exception_handler() -> None:
     pn.config.exception_handler = lambda e: notify_error(describe_error(e))
 
 
+# Panel 1.9 names a button's colour ``color`` and deprecates ``button_type``; older releases know only the latter
+COLOR = "color" if "color" in pn.widgets.Button.param else "button_type"
+
+
+def button(label: str, color: str = "default", **params) -> pn.widgets.Button:
+    """A ``pn.widgets.Button`` in one of Panel's colours ("primary", "success", "warning", "danger", "light")."""
+    return pn.widgets.Button(label=label, **{COLOR: color}, **params)
+
+
 def backend(module: str) -> bool:
     """Whether another part's backend module (e.g. ``workbench.checks``) exists and imports."""
     try:

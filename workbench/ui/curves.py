@@ -16,7 +16,7 @@ import param
 from bokeh.models import ColumnDataSource, Span
 from bokeh.plotting import figure
 
-from workbench.ui.common import LiveView, fmt, guarded, notify_info, on_document
+from workbench.ui.common import LiveView, button, fmt, guarded, notify_info, on_document
 
 STEP_ROLLOVER = 4000  # step points kept on the loss plot (P.1: the trend, not every iteration)
 EPOCH_ROLLOVER = 1000
@@ -59,8 +59,8 @@ class LiveCurves(LiveView):
         self.step_source = ColumnDataSource({"epoch": [], "loss": []})
         self.loss_fig = {log: self._loss_figure(log) for log in (True, False)}
         self.acc_fig = self._accuracy_figure()
-        self.start_button = pn.widgets.Button(label="▶ Start training", button_type="success", width=150)
-        self.stop_button = pn.widgets.Button(label="■ Stop", button_type="danger", width=90, disabled=True)
+        self.start_button = button("▶ Start training", "success", width=150)
+        self.stop_button = button("■ Stop", "danger", width=90, disabled=True)
         self.start_button.on_click(lambda e: self.start())
         self.stop_button.on_click(lambda e: self.stop())
         self.progress = pn.indicators.Progress(value=0, max=100, width=260, bar_color="info")

@@ -25,6 +25,7 @@ from workbench.ui.common import (
     Background,
     LiveView,
     backend,
+    button,
     describe_error,
     guarded,
     notify_error,
@@ -383,12 +384,12 @@ class DataBrowser(LiveView):
                          prev_b, next_b)
         audit_row = []
         if backend("workbench.data.audit"):
-            audit_b = pn.widgets.Button(label="Run the audit (I.2)", button_type="primary", width=170,
+            audit_b = button("Run the audit (I.2)", "primary", width=170,
                                         css_classes=["wb-run-audit"])
             audit_b.on_click(lambda e: self.run_audit(background=True))
             self._audit_button = audit_b
             audit_row = [audit_b]
-        ex_b = pn.widgets.Button(label="Mark exclude", width=120, button_type="warning")
+        ex_b = button("Mark exclude", "warning", width=120)
         re_b = pn.widgets.Button(label="Mark relabel →", width=120)
         clr_b = pn.widgets.Button(label="Clear marks", width=110)
         ex_b.on_click(lambda e: self.mark_exclude())

@@ -11,7 +11,7 @@ import param
 from bokeh.models import ColumnDataSource
 from bokeh.plotting import figure
 
-from workbench.ui.common import Background, LiveView, describe_error, fmt, guarded, notify_error, notify_info
+from workbench.ui.common import Background, LiveView, button, describe_error, fmt, guarded, notify_error, notify_info
 
 
 class EnsembleView(LiveView):
@@ -33,7 +33,7 @@ class EnsembleView(LiveView):
                           x_axis_label="members", toolbar_location=None, tools="")
         self.fig.line("k", "metric", source=self.source, line_width=2)
         self.fig.scatter("k", "metric", source=self.source, size=6)
-        self.button = pn.widgets.Button(label="Build the ensemble", button_type="success", width=180,
+        self.button = button("Build the ensemble", "success", width=180,
                                         css_classes=["wb-ensemble-run"])
         self.button.on_click(lambda e: self.start())
         self._summary = pn.pane.Markdown("", css_classes=["wb-ensemble-summary"])

@@ -15,7 +15,7 @@ import pandas as pd
 import panel as pn
 import param
 
-from workbench.ui.common import View, badge, fmt, guarded, notify_info
+from workbench.ui.common import COLOR, View, badge, fmt, guarded, notify_info
 
 
 def _checks_table(session) -> str:
@@ -136,7 +136,7 @@ class ExportView(View):
         super().__init__(**params)
         self.session = session
         self.download = pn.widgets.FileDownload(callback=self._bytes, filename=self.filename, label="Export report",
-                                                button_type="primary", width=180, css_classes=["wb-export"])
+                                                **{COLOR: "primary"}, width=180, css_classes=["wb-export"])
 
     @guarded
     def _bytes(self):

@@ -23,6 +23,7 @@ from workbench.ui.common import (
     Background,
     LiveView,
     badge,
+    button,
     describe_error,
     fmt,
     guarded,
@@ -117,10 +118,10 @@ class TuneView(LiveView):
                                    legend_field="label")
         self.coarse_fig.legend.label_text_font_size = "8pt"
         self.coarse_fig.legend.background_fill_alpha = 0.6
-        self.lr_button = pn.widgets.Button(label="Run LR finder", button_type="success", width=150,
+        self.lr_button = button("Run LR finder", "success", width=150,
                                            css_classes=["wb-lr-run"])
         self.lr_button.on_click(lambda e: self.run_lr_find())
-        self.use_button = pn.widgets.Button(label="Use this LR", button_type="primary", width=220, disabled=True,
+        self.use_button = button("Use this LR", "primary", width=220, disabled=True,
                                             css_classes=["wb-lr-use"])
         self.use_button.on_click(lambda e: self.use_lr())
         self._lr_message = pn.pane.Markdown("Run the LR finder: one short training with the LR growing "
@@ -142,7 +143,7 @@ class TuneView(LiveView):
         self.search_fig.x_range.range_padding = self.search_fig.y_range.range_padding = 0.15  # edge points
         self.search_fig.legend.title = "weight decay"
         self.search_fig.legend.label_text_font_size = "8pt"
-        self.search_button = pn.widgets.Button(label="Run search", button_type="success", width=130,
+        self.search_button = button("Run search", "success", width=130,
                                                css_classes=["wb-search-run"])
         self.search_button.on_click(lambda e: self.run_search())
         self.progress = pn.indicators.Progress(value=0, max=100, width=200, visible=False)
@@ -446,10 +447,10 @@ class DiagnosisView(LiveView):
             self.acc_fig.scatter("epoch", key, source=self.epoch_source, color=color, size=5)
         for fig in (self.loss_fig, self.acc_fig):
             fig.legend.label_text_font_size = "8pt"
-        self.diagnose_button = pn.widgets.Button(label="Diagnose", button_type="success", width=120,
+        self.diagnose_button = button("Diagnose", "success", width=120,
                                                  css_classes=["wb-diagnose-run"])
         self.diagnose_button.on_click(lambda e: self.diagnose())
-        self.compare_button = pn.widgets.Button(label="Compare", button_type="primary", width=110,
+        self.compare_button = button("Compare", "primary", width=110,
                                                 css_classes=["wb-compare-run"])
         self.compare_button.on_click(lambda e: self.compare())
         self._cards = pn.Column(sizing_mode="stretch_width", css_classes=["wb-diagnosis-cards"])

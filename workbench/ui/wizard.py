@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import panel as pn
 import param
 
-from workbench.ui.common import STATUS_COLORS, STATUS_ICONS, View, backend, guarded
+from workbench.ui.common import COLOR, STATUS_COLORS, STATUS_ICONS, View, backend, button, guarded
 
 # the part II checks in recipe order: the first failing one is the "Next" action
 CHECK_ORDER = ("data_pipeline", "init_loss", "bias_init", "input_independent", "overfit_batch", "capacity",
@@ -196,29 +196,28 @@ class RecipeWizard(View):
                 if s.part != part:
                     part = s.part
                     items.append(pn.pane.HTML(f"<b>{html.escape(PARTS[part])}</b>", margin=(10, 5, 0, 5)))
-                button = pn.widgets.Button(label=s.title, width=270, margin=(2, 5), css_classes=[f"wb-step-{s.key}"],
+                step_b = pn.widgets.Button(label=s.title, width=270, margin=(2, 5), css_classes=[f"wb-step-{s.key}"],
                                            align="start")
-                button.on_click(lambda e, k=s.key: self.go(k))
-                self._step_buttons[s.key] = button
-                items.append(button)
+                step_b.on_click(lambda e, k=s.key: self.go(k))
+                self._step_buttons[s.key] = step_b
+                items.append(step_b)
             if "checks" in self.param.step.objects:
-                run_all = pn.widgets.Button(label="Run all checks", button_type="success", width=270,
-                                            margin=(12, 5))
+                run_all = button("Run all checks", "success", width=270, margin=(12, 5))
                 run_all.on_click(lambda e: self.run_all_checks())
                 items.append(run_all)
             self._stepper[:] = items
         for s in self.steps:
             status = step_status(self.session, s.key)
-            button = self._step_buttons[s.key]
-            button.label = f"{STATUS_ICONS.get(status, '○')} {s.title}" + (f" ({s.recipe})" if s.recipe else "")
-            button.button_type = "primary" if s.key == self.step else "light"
-            button.styles = {} if s.key == self.step else {"color": STATUS_COLORS.get(status, "#333")}
+            step_b = self._step_buttons[s.key]
+            step_b.label = f"{STATUS_ICONS.get(status, '○')} {s.title}" + (f" ({s.recipe})" if s.recipe else "")
+            setattr(step_b, COLOR, "primary" if s.key == self.step else "light")
+            step_b.styles = {} if s.key == self.step else {"color": STATUS_COLORS.get(status, "#333")}
 
     def _render_next(self) -> None:
         key, text = next_action(self.session, self.steps)
-        button = pn.widgets.Button(label="Open", button_type="primary", width=80, css_classes=["wb-next-open"])
-        button.on_click(lambda e, k=key: self.go(k))
-        self._next[:] = [pn.Row(pn.pane.Markdown(f"**Next:** {text}", sizing_mode="stretch_width"), button,
+        open_b = button("Open", "primary", width=80, css_classes=["wb-next-open"])
+        open_b.on_click(lambda e, k=key: self.go(k))
+        self._next[:] = [pn.Row(pn.pane.Markdown(f"**Next:** {text}", sizing_mode="stretch_width"), open_b,
                                 styles={"background": "#e3f2fd", "border-radius": "6px"}, css_classes=["wb-next"],
                                 sizing_mode="stretch_width")]
         self.next_key = key
