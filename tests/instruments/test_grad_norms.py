@@ -117,6 +117,39 @@ def test_trap_on_a_nan_loss_with_finite_weights_blames_the_sample_or_lr(digits, 
     inst = s.instruments[0]
     assert run.status == "diverged" and len(run.step_records) == 4
     assert inst.trapped["layer"] is None and inst.trapped["step"] == 4 and inst.trapped["layers"] == []
+    assert inst.trapped["where"] == "loss"
+
+
+def test_trap_catches_a_nan_written_by_the_last_step_of_a_completed_run(digits, tmp_path):
+    train, test = digits
+
+    def breaks_on_the_last_step(num_classes=10):  # 1,437 examples / 64 = 23 steps: the 23rd backward is NaN
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 32),
+                             BrokenBackward(after_step=22), nn.ReLU(), nn.Linear(32, num_classes))
+
+    s = wb.Session(breaks_on_the_last_step, train, test, seed=0, root=tmp_path / "runs")
+    inst = s.instrument("grad_norms")[0].instrument  # every 25: no test inside this 23-step run
+    with pytest.warns(RuntimeWarning, match="first appears in layer '3'"):
+        run = s.fit(epochs=1, checkpoint=False)
+    assert run.status == "completed" and len(run.step_records) == 23
+    assert math.isnan(run.epoch_records[-1]["val_loss"])
+    assert inst.trapped["where"] == "weights" and inst.trapped["step"] == 23 and inst.trapped["layer"] == "3"
+
+
+def test_detach_leaves_no_hooks_on_the_model(mlp_session):
+    from types import SimpleNamespace
+
+    from workbench.instruments import Histograms
+
+    model = mlp_session.new_model()
+    insts = [GradNorms().attach(mlp_session).instrument, Histograms().attach(mlp_session).instrument]
+    run = SimpleNamespace(id="r", model=model, log=lambda r: None, stop=lambda: None)
+    mlp_session.emit("run_start", run=run, trainer=SimpleNamespace(model=model, step=0))
+    hooks = lambda: sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in model.modules())  # noqa: E731
+    assert hooks() > 0
+    for inst in insts:
+        inst.detach()
+    assert hooks() == 0 and not mlp_session.bus.has("step_end")
 
 
 def test_trap_every_is_validated():

@@ -64,6 +64,7 @@ class Instrument:
         for h in self._handles:
             h.remove()
         self._handles = []
+        self.release()
         if self.session is not None and self in self.session.instruments:
             self.session.instruments.remove(self)
         self.session = None
@@ -82,6 +83,9 @@ class Instrument:
 
     def reset(self) -> None:
         """Clear per-run state (called under the lock when a run starts)."""
+
+    def release(self) -> None:
+        """Remove whatever the instrument put on a model (module hooks); called on detach."""
 
     def on_run_start(self, ev) -> None:
         """Called after ``reset`` when a run starts."""

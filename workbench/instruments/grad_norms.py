@@ -9,9 +9,10 @@ The trap tests the gradients every ``trap_every`` steps (by default on the norms
 it costs nothing extra; ``trap_every=1`` tests every step, one fused ``_foreach_norm`` each). When
 it fires it logs a ``nan_trap`` record on the run (``where="gradient"``) and asks the run to stop.
 Between two tests nothing escapes: a non-finite gradient makes the optimizer write non-finite
-weights, so the next step's loss is NaN/inf and the run ends as ``diverged``; at ``run_end`` the
-trap then names the layer the same way from the non-finite *weights* (``where="weights"``, with the
-step whose update wrote them). A NaN loss with finite weights is a bad sample or too high an LR.
+weights, so the next step's loss is NaN/inf and the run ends as ``diverged``. When a run ends the
+trap looks at the weights once: non-finite ones name the layer the same way (``where="weights"``,
+with the step whose update wrote them); a diverged loss with finite weights is a bad sample or
+too high a learning rate (``where="loss"``).
 """
 
 from __future__ import annotations
@@ -125,27 +126,28 @@ class GradNorms(Instrument):
     def on_run_end(self, ev) -> None:
         self._remove_hooks()
         self._params = None
-        if not self.trap or self.trapped is not None or ev.status != "diverged":
-            return
         model = getattr(ev.run, "model", None)
-        if model is None:
+        if not self.trap or self.trapped is not None or model is None or ev.status == "failed":
             return
+        # a gradient trap between two tests shows in the weights: one pass over them, once per run
         named = list(model.named_parameters())
         bad = [layer_of(n) for n, p in named if not bool(torch.isfinite(p).all())]
-        # the diverged step's loss was NaN/inf and it took no update: the weights were written one step before
-        step = getattr(getattr(ev.run, "trainer", None), "step", None)
-        step = step - 1 if step else None
+        last = getattr(getattr(ev.run, "trainer", None), "step", None)  # the run's last step
         if bad:
+            # a diverged step took no update: the weights were written by the step before it
+            step = last - 1 if ev.status == "diverged" and last else last
             first, bad = self._origin(bad, [n for n, _ in named])
-            msg = (f"NaN/inf first appears in layer {first!r}: the update of step {step} wrote non-finite "
-                   f"weights there (and in {len(bad) - 1} layer(s) before it, where backprop carried it); "
-                   "the next loss diverged")
-        else:
-            first, msg = None, ("the loss went NaN/inf with finite weights and gradients: a bad sample "
-                                "or too high a learning rate (B.4)")
-            step = step + 1 if step is not None else None
-        self._report(None, {"kind": "nan_trap", "step": step, "where": "weights", "layer": first,
-                            "layers": bad, "message": msg})
+            self._report(None, {"kind": "nan_trap", "step": step, "where": "weights", "layer": first, "layers": bad,
+                                "message": f"NaN/inf first appears in layer {first!r}: the update of step {step} "
+                                           f"wrote non-finite weights there (and in {len(bad) - 1} layer(s) "
+                                           "before it, where backprop carried it)"})
+        elif ev.status == "diverged":
+            self._report(None, {"kind": "nan_trap", "step": last, "where": "loss", "layer": None, "layers": [],
+                                "message": "the loss went NaN/inf with finite weights and gradients: a bad sample "
+                                           "or too high a learning rate (B.4)"})
+
+    def release(self) -> None:
+        self._remove_hooks()
 
     def _origin(self, bad: list[str], names: list[str]) -> tuple[str, list[str]]:
         """The layer backprop reached first among ``bad`` (nearest the output), and ``bad`` in forward order."""

@@ -85,6 +85,9 @@ class Histograms(Instrument):
     def on_run_end(self, ev) -> None:
         self._disarm()
 
+    def release(self) -> None:
+        self._disarm()
+
     def _arm(self, model: nn.Module, step: int) -> None:
         self._disarm()
         self._capture = {"step": step, "layers": {}}
