@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import workbench as wb
+from tests.instruments.test_grad_norms import broken_mlp
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -64,37 +65,10 @@ def test_instruments_on_cuda_do_not_change_training(gpu_session):
     assert all(v > 0 for v in recorded.values()), recorded  # every instrument measured on the GPU model
 
 
-class _NaNGrad(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, g):
-        return g * float("nan")
-
-
-class _BreaksAfter3(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.calls = 0
-
-    def forward(self, x):
-        if self.training and torch.is_grad_enabled():
-            self.calls += 1
-            if self.calls > 3:
-                return _NaNGrad.apply(x)
-        return x
-
-
 @pytest.mark.parametrize("trap_every", [1, None])
 def test_nan_trap_names_the_layer_on_cuda(digits, tmp_path, trap_every):
-    from torch import nn
-
-    train, test = digits
-    s = wb.Session(lambda num_classes=10: nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 32),
-                                                        _BreaksAfter3(), nn.ReLU(), nn.Linear(32, num_classes)),
-                   train, test, seed=0, root=tmp_path / "runs")
+    train, test = digits  # broken_mlp: a NaN backward from its 4th training step
+    s = wb.Session(broken_mlp, train, test, seed=0, root=tmp_path / "runs")
     assert s.device.type == "cuda"
     inst = s.instrument("grad_norms", every=10, trap_every=trap_every)[0].instrument
     with pytest.warns(RuntimeWarning, match="first appears in layer '3'"):
