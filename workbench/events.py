@@ -14,7 +14,9 @@ from collections.abc import Callable
 
 EVENTS = (
     "run_start",       # a run begins: run
-    "step_end",        # after optimizer.step(): run, step, epoch, data_loss, reg_loss, model, x, y, output
+    "step_end",        # after optimizer.step(): run, trainer, step, epoch, data_loss and reg_loss (0-d tensors
+                       # still on the device: read them on a cadence, not every step), model, x, y, output
+    "steps_logged",    # a batch of step records read back from the device: run, records (list of dicts of floats)
     "after_backward",  # gradients are in .grad, before optimizer.step(): run, step, model, optimizer
     "epoch_end",       # after the whole-set evaluation: run, epoch, row (the epoch's metrics)
     "run_end",         # the run is over: run, status
