@@ -207,7 +207,8 @@ def test_step_losses_are_read_in_batches_and_divergence_keeps_its_exact_step(dig
     s.on("steps_logged", lambda ev: reads.append(len(ev.records)))
     run = s.fit(epochs=2, log_every=10)
     assert reads == [10, 10, 3, 10, 10, 3] and len(run.step_records) == 46
-    bad = s.fit(epochs=2, lr=1e30, optimizer="sgd")  # explodes: the first NaN/inf is named with its step, nothing after it is kept
+    # explodes: the first NaN/inf is named with its step, nothing after it is kept
+    bad = s.fit(epochs=2, lr=1e30, optimizer="sgd")
     assert bad.status == "diverged"
     steps = bad.steps
     first = bad.records("diverged")["step"].iloc[0]
