@@ -29,7 +29,7 @@ def frame_out(df: pd.DataFrame | None) -> dict | None:
     """A DataFrame as JSON-ready data (pandas' "split" layout, attrs beside it)."""
     if df is None:
         return None
-    return {"frame": df.to_json(orient="split", date_format="iso", default_handler=str),
+    return {"frame": df.to_json(orient="split", date_format="iso", default_handler=str, double_precision=15),
             "attrs": jsonable(dict(df.attrs))}
 
 

@@ -5,8 +5,8 @@ import panel as pn
 from workbench.ui import create_app
 from workbench.ui.common import ERRORS, guarded
 from workbench.ui.human import HumanBaseline
-from workbench.verdict import Verdict
 from workbench.ui.wizard import RecipeWizard, available_steps, next_action, step_status
+from workbench.verdict import Verdict
 
 
 def test_every_available_step_opens_and_shows_its_views(small_session):
