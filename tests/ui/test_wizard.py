@@ -99,3 +99,26 @@ def test_app_is_a_template_with_the_stepper_in_the_sidebar(small_session):
     assert isinstance(app, pn.template.FastListTemplate)
     assert pn.config.notifications
     assert app.sidebar[0] is app.wizard.stepper()
+
+
+def test_a_reloaded_page_shows_the_same_results(small_session, make_small_session):
+    """A page reload builds a new Session on the same root and data: the book gives it every result back."""
+    import workbench as wb
+
+    s = small_session
+    for name in ("architecture", "init_loss", "regularization"):
+        s.check(name)
+    found = s.lr_find(steps=20, coarse=None)
+    s.fit(epochs=1)
+    reloaded = make_small_session(wb.models.mlp)
+    assert reloaded is not s and reloaded.book.directory == s.book.directory
+    app = create_app(reloaded)
+    wiz = app.wizard
+    assert step_status(reloaded, "checks", ["architecture", "init_loss", "regularization"]) == "pass"
+    assert step_status(reloaded, "tune") == "pass" and step_status(reloaded, "train") == "pass"
+    wiz.go("tune")
+    tune = wiz.views["TuneView"]
+    assert tune.result.suggestion == found.suggestion and len(tune.curve_source.data["lr"]) == len(found.curve)
+    wiz.go("checks")
+    cards = " ".join(c[0].object for c in wiz.views["ChecksPanel"]._cards)
+    assert all(f"wb-check-{n}" in cards for n in ("architecture", "init_loss", "regularization"))
