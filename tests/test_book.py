@@ -106,3 +106,23 @@ def test_the_compat_views_read_and_write_the_book(digits, tmp_path):
     assert "scratch" not in s.reports
     with pytest.raises(KeyError):
         s.results["init_loss"]
+
+
+def test_a_finished_human_baseline_comes_back_after_a_reload(digits, tmp_path):
+    from workbench.ui.human import HumanBaseline
+
+    s = small(digits, tmp_path / "runs")
+    view = HumanBaseline(s, n=3)
+    truths = [int(s.split("test")[i][1]) for i in view.indices]
+    view.answer(truths[0])
+    assert s.human_baseline is None and small(digits, tmp_path / "runs").human_baseline is None  # 1 of 3
+    view = HumanBaseline(small(digits, tmp_path / "runs"), n=3)  # a reload continues the same sample
+    assert view.position == 1 and view.accuracy == 1.0 and view.current == view.indices[1]
+    s = view.session
+    view.answer(truths[1])
+    view.answer((truths[2] + 1) % 10)
+    assert s.human_baseline == pytest.approx(2 / 3)
+    again = small(digits, tmp_path / "runs")
+    assert again.human_baseline == pytest.approx(2 / 3) and again.book.get("human_baseline")["n"] == 3
+    again.human_baseline = 0.5  # set by hand: wins
+    assert again.human_baseline == 0.5

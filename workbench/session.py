@@ -414,6 +414,20 @@ class Session:
 
         return choose_config(self, **values)
 
+    @property
+    def human_baseline(self) -> float | None:
+        """Your accuracy on the human-baseline sample (II.6), once all of it is answered; read back from the
+        book after a reload. Set it by hand to a number, or to None."""
+        mine = getattr(self, "_human_baseline", None)
+        if mine is not None:
+            return mine
+        hb = self.book.get("human_baseline") or {}
+        return float(hb["accuracy"]) if hb.get("complete") else None
+
+    @human_baseline.setter
+    def human_baseline(self, value) -> None:
+        self._human_baseline = None if value is None else float(value)
+
     def _book_directory(self):
         """Where the book lives: ``<root>/book/<key>``, the key naming the data, task, model and seed, so a
         new Session (a new browser tab) on the same root and data reads the same results."""

@@ -35,6 +35,19 @@ class HumanBaseline(View):
         self._image = pn.Column()
         self._status = pn.pane.Markdown("", css_classes=["wb-human-status"])
         self.sample()
+        self._resume()
+
+    def _resume(self) -> None:
+        """Take up the answers the book holds for this very sample (a reloaded page continues, not restarts)."""
+        hb = self.session.book.get("human_baseline") or {}
+        answers = list(hb.get("answers") or [])
+        if hb.get("split") != self.split or not answers or len(answers) > len(self.indices):
+            return
+        if [a["index"] for a in answers] != self.indices[:len(answers)]:
+            return
+        self.answers, self.position = answers, len(answers)
+        self.accuracy = float(np.mean([a["correct"] for a in answers]))
+        self._draw()
 
     @guarded
     def sample(self):
