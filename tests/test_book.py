@@ -126,3 +126,15 @@ def test_a_finished_human_baseline_comes_back_after_a_reload(digits, tmp_path):
     assert again.human_baseline == pytest.approx(2 / 3) and again.book.get("human_baseline")["n"] == 3
     again.human_baseline = 0.5  # set by hand: wins
     assert again.human_baseline == 0.5
+
+
+def test_a_value_the_book_cannot_write_stays_in_memory_and_spares_the_rest(tmp_path):
+    book = Book(tmp_path / "book")
+    book.record("checks", Verdict("init_loss", "pass", {"loss": 2.3}))
+    book.record("checks", object(), name="fake")  # a test double: no to_dict
+    assert set(book.checks()) == {"init_loss", "fake"}
+    doc = json.loads((tmp_path / "book" / "checks.json").read_text())
+    assert set(doc["value"]) == {"init_loss"}
+    book.record("diagnosis", "not a Diagnosis")
+    assert book.get("diagnosis") == "not a Diagnosis" and not (tmp_path / "book" / "diagnosis.json").exists()
+    assert set(Book(tmp_path / "book").checks()) == {"init_loss"}

@@ -120,15 +120,22 @@ class Book:
         if kind == "checks" and not present or kind != "checks" and kind not in self._entries:
             path.unlink(missing_ok=True)
             return
-        codec = CODECS[kind]
-        try:
-            value = ({n: codec.encode(v, self._directory) for n, v in present.items()} if kind == "checks"
-                     else codec.encode(present, self._directory))
-        except Exception as e:  # noqa: BLE001 - a value the codec cannot write (a test double) stays in memory
-            log.info("the result book keeps %s in memory only (%s: %s)", kind, type(e).__name__, e)
-            return
+        if kind == "checks":  # one by one: a verdict the codec cannot write must not drop the others
+            value = {n: v for n, v in ((n, self._encode(kind, v)) for n, v in present.items()) if v is not None}
+        else:
+            value = self._encode(kind, present)
+            if value is None:
+                path.unlink(missing_ok=True)  # never leave an older result on disk under a newer one
+                return
         self._directory.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, {"kind": kind, "time": self._times.get(kind, time.time()), "value": value})
+
+    def _encode(self, kind: str, value):
+        try:
+            return CODECS[kind].encode(value, self._directory)
+        except Exception as e:  # noqa: BLE001 - a value the codec cannot write (a test double) stays in memory
+            log.info("the result book keeps %s in memory only (%s: %s)", kind, type(e).__name__, e)
+            return None
 
     # -- reading ---------------------------------------------------------------------------------
     def get(self, kind: str, default=None):
