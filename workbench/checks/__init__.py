@@ -1,9 +1,10 @@
 """The sanity checks of recipe part II, by name: ``run_check(session, "init_loss")`` -> CheckResult.
 
 Each check is one file in this folder, registered with ``@register(name, recipe)``. ``run_check``
-leaves the session as it found it (model weights, RNG, last run), stores the verdict in
-``session.results[name]`` and emits ``check_done``. A model that raises gives an ``error`` verdict;
-a wrong check name or option raises a WorkbenchError (that is the caller's mistake, not the model's).
+leaves the session as it found it (model weights, RNG, last run), records the verdict in the
+session's result book (``session.book``, read as ``session.results[name]``) and emits
+``check_done``. A model that raises gives an ``error`` verdict; a wrong check name or option
+raises a WorkbenchError (that is the caller's mistake, not the model's).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def _spec(name: str):
 
 
 def run_check(session, name: str, **opts) -> CheckResult:
-    """Run one check on ``session``; the verdict also lands in ``session.results[name]``."""
+    """Run one check on ``session``; the verdict is recorded in the session's book (``session.results[name]``)."""
     spec = _spec(name)
     unknown = sorted(set(opts) - set(spec.options))
     if unknown:
@@ -64,7 +65,7 @@ def _run_check(session, spec, name: str, opts: dict) -> CheckResult:
                                   f"the check stopped: {type(e).__name__}: {e}", spec.recipe,
                                   {"traceback": traceback.format_exc(limit=6)})
     res.seconds = round(time.perf_counter() - start, 4)
-    session.results[name] = res
+    session.book.record("checks", res, name=name)
     session.emit("check_done", result=res)
     return res
 

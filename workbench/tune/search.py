@@ -53,7 +53,7 @@ def search(session, space: dict | None = None, trials: int | None = None, epochs
     failed after two missed heartbeats and run again with the same parameters, so none is lost.
     Refine takes the ``top`` configurations of the coarse results (``from_results``, else
     ``session.reports["search"]``). The table has columns ``trial, run_id, lr, weight_decay,
-    epochs, value, state`` and more; it is stored in ``session.reports["search"]``.
+    epochs, value, state`` and more; ``session.search`` records it in the session's book.
     """
     if stage not in RECIPE:
         raise WorkbenchError(f"stage must be 'coarse' or 'refine', got {stage!r}")
@@ -139,8 +139,6 @@ def search(session, space: dict | None = None, trials: int | None = None, epochs
     table = results(study, direction)
     table.attrs.update(study=study_name, storage=_describe_storage(store), stage=stage, direction=direction,
                        objective=objective, recipe=RECIPE[stage], epochs=epochs)
-    session.reports["search"] = table
-    session.reports[f"search_{stage}"] = table
     return table
 
 
