@@ -1,8 +1,19 @@
-"""Errors that name the problem in the user's terms, never a bare traceback from deep in torch."""
+"""Errors that name the problem in the user's terms, never a bare traceback from deep in torch.
+
+Errors raised by ``workbench.validate`` and the run store also carry ``problem`` and ``fix``: what is
+wrong and what to do about it; ``str(error)`` joins the two.
+"""
 
 
 class WorkbenchError(Exception):
     """Base class: every error the workbench raises on purpose."""
+
+    fix: str | None = None  # what the user should do; set when the raiser knows it
+
+    def __init__(self, message: str = "", fix: str | None = None):
+        self.problem, self.fix = message, fix
+        # args stays (message,) so pickling and re-raising across processes keep working
+        super().__init__(f"{message}. Fix: {fix}" if fix else message)
 
 
 class DataError(WorkbenchError, ValueError):
@@ -15,3 +26,21 @@ class ModelError(WorkbenchError):
 
 class RunError(WorkbenchError):
     """A run could not be found, loaded or resumed."""
+
+
+class ConfigError(WorkbenchError, ValueError):
+    """An argument to fit, a check, a search or early stopping is out of range or of the wrong type."""
+
+
+class RunLockedError(RunError):
+    """Another live process (or another run in this one) owns the run; ``pid`` names it."""
+
+    pid: int | None = None
+
+
+class DamagedRunError(RunError):
+    """A file of a run on disk (config, status, checkpoint) is unreadable; the message names it."""
+
+
+class StorageError(RunError, OSError):
+    """Writing a run to disk failed (disk full, no permission); the run is marked failed."""

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from workbench import validate
 from workbench.errors import DataError, ModelError, RunError, WorkbenchError
 from workbench.store import Run
 
@@ -305,8 +306,11 @@ def fit(session, epochs: int = 5, lr: float = 1e-3, optimizer="adam", weight_dec
         checkpoint: bool = True, reg_strength: float | None = None, model_kwargs: dict | None = None,
         ema: float | None = None, swa: bool = False, tags: dict | None = None) -> Run:
     """Train and return the Run (see ``Session.fit``)."""
-    if epochs < 1:
-        raise ValueError("epochs must be at least 1")
+    validate.fit_options(session, epochs=epochs, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
+                         augment=augment, lr_schedule=lr_schedule, early_stopping=early_stopping,
+                         batch_size=batch_size, seed=seed, name=name, reg_strength=reg_strength, ema=ema, swa=swa,
+                         callbacks=callbacks, model_kwargs=model_kwargs, tags=tags, checkpoint=checkpoint,
+                         background=background)
     seed = session.seed if seed is None else int(seed)
     model_kwargs = dict(model_kwargs or {})
     parent_id = parent.id if isinstance(parent, Run) else parent
@@ -337,12 +341,14 @@ def fit(session, epochs: int = 5, lr: float = 1e-3, optimizer="adam", weight_dec
         from workbench.ensemble import WeightAveraging
 
         callbacks.append(WeightAveraging(decay=ema, swa=swa))
-    run = session.store.create(config, name=name)
-    if model is None:
+    if model is None:  # built before the run folder: a model that cannot train leaves nothing on disk
         model = session.new_model(seed=seed, **model_kwargs)
     else:
         model = model.to(session.device)
-    return _launch(session, run, model, {**config, **runtime}, callbacks, background, start=None)
+    validate.model_parameters(model)
+    run = session.store.create(config, name=name)
+    with run.failing_on_error():  # a run that fails at start is recorded "failed", never left "running"
+        return _launch(session, run, model, {**config, **runtime}, callbacks, background, start=None)
 
 
 def resume(session, run_id: str, epochs: int | None = None, background: bool = False, augment=None) -> Run:
@@ -357,7 +363,7 @@ def resume(session, run_id: str, epochs: int | None = None, background: bool = F
     run = session.store.load(run_id)
     config = dict(run.config)
     if epochs is not None:
-        config["epochs"] = int(epochs)
+        config["epochs"] = validate.integer("epochs", epochs, low=1, fix="pass the total number of epochs")
     saved_augment = config.get("augment", False)
     if augment is None and not isinstance(saved_augment, bool):
         raise RunError(f"run {run_id} was trained with the augmentation {saved_augment}, which cannot be rebuilt "
@@ -366,16 +372,24 @@ def resume(session, run_id: str, epochs: int | None = None, background: bool = F
                "augment_obj": saved_augment if augment is None else augment,
                "early_stopping_obj": config.get("early_stopping"),
                "checkpoint": True}
-    state = run.load_checkpoint() if run.checkpoints() else None
-    session.store.truncate_after(run, state["step"] if state else 0, state["epoch"] if state else 0)
+    run.acquire()  # issue 13: one owner at a time (RunLockedError names the live owner's PID)
+    try:  # nothing below the status change may leave a completed run marked "running"
+        state = run.load_checkpoint() if run.checkpoints(mid_epoch=True) else None
+        model = session.new_model(seed=config["seed"], **config.get("model_kwargs", {}))
+        if state is not None:
+            validate.checkpoint_fits(model, state, run_id)
+        session.store.truncate_after(run, state["step"] if state else 0, state["epoch"] if state else 0)
+    except BaseException:
+        run.release()
+        raise
     run.set_status("running", resumed_from=state["epoch"] if state else 0, pid=_pid())
-    model = session.new_model(seed=config["seed"], **config.get("model_kwargs", {}))
     callbacks = []
     if config.get("ema") is not None or config.get("swa"):
         from workbench.ensemble import WeightAveraging
 
         callbacks.append(WeightAveraging(decay=config.get("ema"), swa=config.get("swa", False)))
-    return _launch(session, run, model, {**config, **runtime}, callbacks, background, start=state)
+    with run.failing_on_error():
+        return _launch(session, run, model, {**config, **runtime}, callbacks, background, start=state)
 
 
 def _launch(session, run: Run, model, config, callbacks, background, start) -> Run:
