@@ -40,7 +40,8 @@ _CKPT = re.compile(r"^(?:epoch-(\d+)|step-(\d+)-epoch-(\d+))\.pt$")
 # -- writing files ------------------------------------------------------------------------------
 def _storage_error(path: Path, e: OSError) -> StorageError:
     full = e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-    what = "the disk is full" if full else f"{e.strerror or e}"
+    what = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+            errno.EFBIG: "the file size limit is reached"}.get(e.errno, e.strerror or str(e))
     fix = ("free space on that disk, or give the session another root= folder, then resume the run"
            if full else "check the folder's permissions and free space, then resume the run")
     err = StorageError(f"could not write {path}: {what}", fix=fix)

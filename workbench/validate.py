@@ -145,9 +145,11 @@ def augment_spec(session, augment) -> None:
 
 def early_stopping_spec(spec) -> None:
     """None/False, True, an int patience >= 1, a dict of EarlyStopping's keywords, or an EarlyStopping."""
-    if spec is None or isinstance(spec, bool) or type(spec).__name__ == "EarlyStopping":
-        return
     fix = "pass early_stopping=3 (patience) or a dict such as {'patience': 3, 'monitor': 'val_loss'} (III.R9)"
+    if type(spec).__name__ == "EarlyStopping":
+        spec = {"patience": spec.patience, "monitor": spec.monitor, "mode": spec.mode}
+    if spec is None or isinstance(spec, bool):
+        return
     if isinstance(spec, numbers.Real):
         integer("early_stopping patience", spec, low=1, fix=fix)
         return

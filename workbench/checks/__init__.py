@@ -16,6 +16,7 @@ import traceback
 import torch
 
 from workbench.checks.base import REGISTRY, CheckResult, preserved, register
+from workbench import validate
 from workbench.errors import WorkbenchError
 
 _MODULES = ("architecture", "data_pipeline", "init_loss", "bias_init", "determinism", "regularization",
@@ -50,6 +51,7 @@ def run_check(session, name: str, **opts) -> CheckResult:
     if unknown:
         raise WorkbenchError(f"check {name!r} has no option {', '.join(map(repr, unknown))}; "
                              f"its options are: {spec.options}")
+    validate.check_options(name, opts)  # batches=0 or steps<0 would give a verdict on nothing
     start = time.perf_counter()
     if spec.tasks is not None and session.task.name not in spec.tasks:
         res = CheckResult(name, "skip", {}, None, f"applies to task {' or '.join(spec.tasks)}, "

@@ -23,6 +23,7 @@ import pandas as pd
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from workbench import validate
 from workbench.errors import WorkbenchError
 
 RECIPE = {"coarse": "B.2", "refine": "B.3"}
@@ -55,6 +56,7 @@ def search(session, space: dict | None = None, trials: int | None = None, epochs
     ``session.reports["search"]``). The table has columns ``trial, run_id, lr, weight_decay,
     epochs, value, state`` and more; it is stored in ``session.reports["search"]``.
     """
+    validate.search_options(trials=trials, epochs=epochs, total_trials=total_trials)  # epochs=0 trained anyway
     if stage not in RECIPE:
         raise WorkbenchError(f"stage must be 'coarse' or 'refine', got {stage!r}")
     if sampler not in ("random", "qmc"):
