@@ -4,6 +4,8 @@ Errors raised by ``workbench.validate`` and the run store also carry ``problem``
 wrong and what to do about it; ``str(error)`` joins the two.
 """
 
+from __future__ import annotations
+
 
 class WorkbenchError(Exception):
     """Base class: every error the workbench raises on purpose."""
@@ -44,3 +46,17 @@ class DamagedRunError(RunError):
 
 class StorageError(RunError, OSError):
     """Writing a run to disk failed (disk full, no permission); the run is marked failed."""
+
+    @classmethod
+    def from_os_error(cls, path, e: OSError) -> StorageError:
+        """The error for a failed write of ``path``, in words, with the OS's errno kept."""
+        import errno
+
+        what = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+                errno.EFBIG: "the file size limit is reached"}.get(e.errno, e.strerror or str(e))
+        full = e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        fix = ("free space on that disk, or give the session another root= folder, then resume the run"
+               if full else "check the folder's permissions and free space, then resume the run")
+        err = cls(f"could not write {path}: {what}", fix=fix)
+        err.errno = e.errno
+        return err

@@ -16,7 +16,7 @@ import os
 import threading
 from pathlib import Path
 
-from workbench.errors import RunLockedError
+from workbench.errors import RunLockedError, StorageError
 
 try:  # POSIX; elsewhere the (PID, start time) record alone decides
     import fcntl
@@ -88,12 +88,12 @@ class RunLock:
     def __init__(self, run_dir: Path, run_id: str):
         self.path = Path(run_dir) / LOCK_NAME
         self.run_id = run_id
-        self._file = None
+        self._fd: int | None = None
         self._mutex = threading.Lock()
 
     @property
     def held(self) -> bool:
-        return self._file is not None
+        return self._fd is not None
 
     def owner(self) -> dict:
         """The owner record in the lock file ({} when none or unreadable)."""
@@ -106,26 +106,30 @@ class RunLock:
     def acquire(self) -> dict:
         """Own the run; returns this process's owner record. Stale owners (dead, PID reused) are taken over."""
         with self._mutex:
-            if self._file is not None:
+            if self._fd is not None:
                 return me()
-            f = open(self.path, "a+")  # noqa: SIM115 - held open for the owner's life
             try:
-                self._lock_or_refuse(f)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # held open for the owner's life
+            except OSError as e:
+                raise StorageError.from_os_error(self.path, e) from e
+            try:
+                self._lock_or_refuse(fd)
+                record = {**me(), "run": self.run_id}
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, json.dumps(record).encode(), 0)
+            except OSError as e:
+                os.close(fd)
+                raise StorageError.from_os_error(self.path, e) from e
             except BaseException:
-                f.close()
+                os.close(fd)
                 raise
-            record = {**me(), "run": self.run_id}
-            f.seek(0)
-            f.truncate()
-            f.write(json.dumps(record))
-            f.flush()
-            self._file = f
+            self._fd = fd
             return record
 
-    def _lock_or_refuse(self, f) -> None:
+    def _lock_or_refuse(self, fd: int) -> None:
         if fcntl is not None:
             try:
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return
             except BlockingIOError:
                 self._refuse(self.owner() or {"pid": None})
@@ -145,12 +149,11 @@ class RunLock:
     def release(self) -> None:
         """Give the run up (idempotent); the file stays, emptied, so a reader sees no owner."""
         with self._mutex:
-            f, self._file = self._file, None
-            if f is None:
+            fd, self._fd = self._fd, None
+            if fd is None:
                 return
             try:
-                f.seek(0)
-                f.truncate()
+                os.ftruncate(fd, 0)
             except OSError:
                 pass  # disk trouble must not keep the lock: closing drops it anyway
-            f.close()
+            os.close(fd)

@@ -39,14 +39,7 @@ _CKPT = re.compile(r"^(?:epoch-(\d+)|step-(\d+)-epoch-(\d+))\.pt$")
 
 # -- writing files ------------------------------------------------------------------------------
 def _storage_error(path: Path, e: OSError) -> StorageError:
-    full = e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-    what = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
-            errno.EFBIG: "the file size limit is reached"}.get(e.errno, e.strerror or str(e))
-    fix = ("free space on that disk, or give the session another root= folder, then resume the run"
-           if full else "check the folder's permissions and free space, then resume the run")
-    err = StorageError(f"could not write {path}: {what}", fix=fix)
-    err.errno = e.errno
-    return err
+    return StorageError.from_os_error(path, e)
 
 
 def _tmp_for(path: Path) -> Path:
@@ -73,13 +66,21 @@ def atomic_torch_save(path: Path, obj) -> None:
     path = Path(path)
     tmp = _tmp_for(path)
     try:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:  # through a Python file, so the OSError behind torch's RuntimeError is kept
+            torch.save(obj, f)
         os.replace(tmp, path)
-    except (OSError, RuntimeError) as e:  # torch reports a failed write as RuntimeError from its zip writer
+    except (OSError, RuntimeError) as e:
         tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise _storage_error(path, e) from e
-        raise _storage_error(path, OSError(errno.EIO, str(e))) from e
+        cause = _os_error_in(e)
+        if cause is None:
+            raise  # not a storage problem (e.g. an object torch cannot save): torch's own error says it
+        raise _storage_error(path, cause) from e
+
+
+def _os_error_in(e: BaseException) -> OSError | None:
+    while e is not None and not isinstance(e, OSError):
+        e = e.__cause__ or e.__context__
+    return e
 
 
 def _write_in_place(path: Path, data: bytes) -> None:
