@@ -318,7 +318,8 @@ class Session:
         if isinstance(run, Run):
             return run
         if not isinstance(run, str):
-            raise RunError(f"expected a Run or a run id, got {type(run).__name__}")
+            raise RunError(f"expected a Run or a run id, got {type(run).__name__}",
+                           fix="pass a Run or an id from session.runs()")
         return self._live_runs.get(run) or self.store.load(run)
 
     def load_run(self, run_id: str, checkpoint=None) -> Run:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import re
+from collections.abc import Mapping
 
 import torch
 
@@ -213,7 +215,16 @@ def device_spec(device) -> None:
 
 def raw_data(data, split: str) -> None:
     """An ``(X, Y)`` pair as given: both tensors (or arrays) with one row per example, as many X as Y."""
+    fix = f"pass {split} as a map-style Dataset yielding (x, y), an (X, Y) pair of tensors, or an image folder path"
+    if data is None:
+        if split == "train":
+            raise DataError("a training set is required", fix=fix)
+        return
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        if isinstance(data, Mapping) or not (isinstance(data, (str, os.PathLike))
+                                             or (hasattr(data, "__getitem__") and hasattr(data, "__len__"))):
+            raise DataError(f"{split}: expected a Dataset, an (X, Y) pair or a folder, got {type(data).__name__}",
+                            fix=fix)
         return  # a Dataset or a folder: checked when read
     X, Y = (torch.as_tensor(v) if _array_like(v) else v for v in data)
     for what, t in (("X", X), ("Y", Y)):
