@@ -59,9 +59,9 @@ class RecordWindow:
     so a reader that remembers "I have seen n" keeps working after old records left memory.
     """
 
-    def __init__(self, read_all: Callable[[], Iterator[dict]], maxlen: int = WINDOW):
+    def __init__(self, read_all: Callable[[], Iterator[dict]], maxlen: int | None = None):
         self._read_all = read_all
-        self._recent: deque[dict] = deque(maxlen=maxlen)
+        self._recent: deque[dict] = deque(maxlen=maxlen or WINDOW)
         self._count = 0
         self._lock = threading.Lock()  # the training thread appends while a view thread reads
 
