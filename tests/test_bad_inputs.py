@@ -165,6 +165,10 @@ CHECKS = [
     ("search stage='fine'", lambda env: env.s.search(trials=1, stage="fine"), "stage"),
     ("search sampler='grid'", lambda env: env.s.search(trials=1, sampler="grid"), "sampler"),
     ("search objective='acc'", lambda env: env.s.search(trials=1, objective="acc"), "objective"),
+    ("search space={}", lambda env: env.s.search({}, trials=1), "space"),
+    ("search space of an unknown option", lambda env: env.s.search({"nope": [1, 2]}, trials=1), "nope"),
+    ("search space lo=0 on a log scale", lambda env: env.s.search({"lr": ("log", 0, 1)}, trials=1), "lo"),
+    ("search space of an unknown kind", lambda env: env.s.search({"lr": ("cubic", 1, 2)}, trials=1), "lr"),
 ]
 
 RUNS = [
@@ -212,6 +216,7 @@ def test_a_bad_input_is_refused_with_the_problem_and_the_fix(shared, tmp_path, n
     with pytest.raises(WorkbenchError) as e:
         call(env)
     message = str(e.value)
+    assert type(e.value) is not WorkbenchError, "a subclass says what kind of problem it is"
     assert re.search(names, message, re.I), f"the message does not name the problem: {message}"
     assert e.value.fix or FIX_WORDS.search(message), f"the message names no fix: {message}"
     assert _disk(root) == before, "the refused call changed the runs on disk"

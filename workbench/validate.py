@@ -263,7 +263,8 @@ def session_data(train, others: dict, task: str) -> None:
         xs = torch.as_tensor(ds[0][0])
         if tuple(xs.shape) != tuple(x0.shape):
             raise DataError(f"{split}: examples have shape {tuple(xs.shape)} but train's have {tuple(x0.shape)}",
-                            fix=f"preprocess {split} like train (same size and channels), e.g. the same image_folder(size=)")
+                            fix=f"preprocess {split} like train (same size and channels), "
+                                "e.g. the same image_folder(size=)")
     for split, ds in {"train": train, **others}.items():
         if ds is not None:
             labels(labels_of(ds), split, task)

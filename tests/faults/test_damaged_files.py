@@ -20,7 +20,7 @@ GARBAGE = {
 
 
 def _statuses(table, runs):
-    by_id = dict(zip(table.id, table.status))
+    by_id = dict(zip(table.id, table.status, strict=True))
     assert len(by_id) == len(runs)
     return [by_id[r.id] for r in runs]
 

@@ -157,7 +157,7 @@ def test_fifty_two_sigkills_lose_no_finished_step_and_resume_exactly(tmp_path):
 
         # finish every run one epoch past where it stands, and an uninterrupted reference run
         finals = {}
-        for lane, (run_id, log) in results.items():
+        for run_id, _ in results.values():
             epochs = RunStore(zygote.root).load(run_id).metrics.shape[0] + 1
             finals[run_id] = (epochs, zygote.spawn(run_id, epochs, None)[1])
         ref_epochs = max(e for e, _ in finals.values())
