@@ -146,6 +146,12 @@ class RunLock:
         err.pid = pid
         raise err
 
+    def __del__(self):  # a run dropped without finishing can no longer be trained: let others have it
+        try:
+            self.release()
+        except Exception:  # noqa: BLE001 - never raise from a finaliser (e.g. at interpreter exit)
+            pass
+
     def release(self) -> None:
         """Give the run up (idempotent); the file stays, emptied, so a reader sees no owner."""
         with self._mutex:
