@@ -24,88 +24,32 @@ from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from workbench.errors import ConfigError, DamagedRunError, RunError, StorageError, WorkbenchError
 from workbench.records import RecordWindow, iter_records, read_records
+from workbench.runfiles import (
+    CHECKPOINT_NAME,
+    atomic_torch_save,
+    atomic_write_bytes,
+    atomic_write_json,
+    checkpoint_key,
+    jsonable,
+    load_checkpoint_file,
+    read_json_object,
+    storage_error,
+    tmp_for,
+    write_in_place,
+)
 from workbench.runlock import RunLock, owner_alive
 
 STATUSES = ("running", "completed", "stopped", "diverged", "failed", "interrupted", "damaged")
 TERMINAL = ("completed", "stopped", "diverged", "failed")
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_CKPT = re.compile(r"^(?:epoch-(\d+)|step-(\d+)-epoch-(\d+))\.pt$")
-
-
-# -- writing files ------------------------------------------------------------------------------
-def _storage_error(path: Path, e: OSError) -> StorageError:
-    return StorageError.from_os_error(path, e)
-
-
-def _tmp_for(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    tmp = _tmp_for(path)
-    try:
-        with open(tmp, "wb") as f:  # rename makes it atomic for a killed process; no fsync on the hot path
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise _storage_error(path, e) from e
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, json.dumps(obj, indent=2, default=_jsonable, allow_nan=True).encode())
-
-
-def atomic_torch_save(path: Path, obj) -> None:
-    path = Path(path)
-    tmp = _tmp_for(path)
-    try:
-        with open(tmp, "wb") as f:  # through a Python file, so the OSError behind torch's RuntimeError is kept
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as e:
-        tmp.unlink(missing_ok=True)
-        cause = _os_error_in(e)
-        if cause is None:
-            raise  # not a storage problem (e.g. an object torch cannot save): torch's own error says it
-        raise _storage_error(path, cause) from e
-
-
-def _os_error_in(e: BaseException) -> OSError | None:
-    while e is not None and not isinstance(e, OSError):
-        e = e.__cause__ or e.__context__
-    return e
-
-
-def _write_in_place(path: Path, data: bytes) -> None:
-    """Overwrite a small existing file in its own blocks: works on a full disk where a temp file cannot."""
-    with open(path, "r+b") as f:
-        f.write(data)
-        f.truncate(len(data))
 
 
 def read_jsonl(path: Path) -> list[dict]:
     """Every good line of a metrics file; bad ones (e.g. the half-written last line of a killed process) skipped."""
     return read_records(path)[0]
-
-
-def _read_json_object(path: Path, what: str) -> dict:
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DamagedRunError(f"{path} is missing", fix=f"restore the run's {what} or delete the folder") from None
-    except (OSError, ValueError) as e:
-        raise DamagedRunError(f"{path} is not valid JSON ({e})",
-                              fix=f"restore the run's {what} from a backup or delete the folder") from None
-    if not isinstance(obj, dict):
-        raise DamagedRunError(f"{path} holds a JSON {type(obj).__name__}, not an object",
-                              fix=f"restore the run's {what} from a backup or delete the folder")
-    return obj
 
 
 # -- one run --------------------------------------------------------------------------------------
@@ -160,7 +104,7 @@ class Run:
             if not path.exists():
                 raise
             # a full disk has no room for a temp file, but status.json's own block can take the news
-            _write_in_place(path, json.dumps(self._status, default=_jsonable).encode())
+            write_in_place(path, json.dumps(self._status, default=jsonable).encode())
 
     def _last_epoch_not_finite(self) -> bool:
         last = self.epoch_records[-1] if self.epoch_records else {}
@@ -209,7 +153,7 @@ class Run:
         """Append several records in one write: on disk first, so memory never holds what disk lacks."""
         if not records:
             return
-        data = "".join(json.dumps(r, default=_jsonable) + "\n" for r in records).encode()
+        data = "".join(json.dumps(r, default=jsonable) + "\n" for r in records).encode()
         path = self.dir / "metrics.jsonl"
         try:
             if self._metrics_file is None:
@@ -218,7 +162,7 @@ class Run:
             while view:  # os.write may write less than asked
                 view = view[os.write(self._metrics_file, view):]
         except OSError as e:
-            raise _storage_error(path, e) from e
+            raise storage_error(path, e) from e
         for r in records:
             self._remember(r)
 
@@ -256,7 +200,7 @@ class Run:
     @staticmethod
     def _write_csv(path: Path, records) -> None:
         columns = list(dict.fromkeys(k for r in records for k in r if k != "kind"))
-        tmp = _tmp_for(path)
+        tmp = tmp_for(path)
         try:  # streamed to the temp file: the step history may be long
             with open(tmp, "w", newline="", encoding="utf-8") as f:
                 writer = csv.DictWriter(f, columns, extrasaction="ignore", lineterminator="\n")
@@ -265,7 +209,7 @@ class Run:
             os.replace(tmp, path)
         except OSError as e:
             tmp.unlink(missing_ok=True)
-            raise _storage_error(path, e) from e
+            raise storage_error(path, e) from e
 
     @property
     def metrics(self) -> pd.DataFrame:
@@ -294,8 +238,8 @@ class Run:
         d = self.dir / "checkpoints"
         if not d.exists():
             return []
-        paths = [p for p in d.iterdir() if _CKPT.match(p.name) and (mid_epoch or p.name.startswith("epoch-"))]
-        return sorted(paths, key=_checkpoint_key)
+        paths = [p for p in d.iterdir() if CHECKPOINT_NAME.match(p.name) and (mid_epoch or p.name.startswith("epoch-"))]
+        return sorted(paths, key=checkpoint_key)
 
     def load_checkpoint(self, path: Path | None = None) -> dict:
         """The newest good checkpoint (or ``path``), loaded with ``weights_only=True``.
@@ -304,14 +248,14 @@ class Run:
         warning; the returned dict then names the skipped files under ``"skipped_checkpoints"``.
         """
         if path is not None:
-            return _load_checkpoint(Path(path))
+            return load_checkpoint_file(Path(path))
         paths = self.checkpoints(mid_epoch=True)
         if not paths:
             raise RunError(f"run {self.id} has no checkpoint", fix="train it first, or resume it from scratch")
         skipped = []
         for p in reversed(paths):
             try:
-                state = _load_checkpoint(p)
+                state = load_checkpoint_file(p)
             except DamagedRunError as e:
                 skipped.append({"file": p.name, "error": e.problem})
                 continue
@@ -347,27 +291,6 @@ class Run:
         return f"Run({self.id!r}, status={self.status!r}, epochs={len(self.epoch_records)})"
 
 
-def _checkpoint_key(p: Path) -> tuple[int, int]:
-    m = _CKPT.match(p.name)
-    if m.group(1) is not None:
-        return int(m.group(1)), -1  # the end of epoch N comes before any step taken after it
-    return int(m.group(3)), int(m.group(2))
-
-
-def _load_checkpoint(path: Path) -> dict:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise RunError(f"no checkpoint {path}", fix="pick one of run.checkpoints()") from None
-    except Exception as e:  # noqa: BLE001 - truncated zip, bad pickle, unsafe global: all "damaged"
-        raise DamagedRunError(f"checkpoint {path} is damaged ({type(e).__name__}: {str(e)[:200]})",
-                              fix="delete it; resume falls back to the checkpoint before it") from None
-    if not isinstance(state, dict):
-        raise DamagedRunError(f"checkpoint {path} holds a {type(state).__name__}, not a checkpoint dict",
-                              fix="delete it; resume falls back to the checkpoint before it")
-    return state
-
-
 # -- the folder of runs ---------------------------------------------------------------------------
 class RunStore:
     """The folder of runs under a session's ``root``."""
@@ -386,7 +309,7 @@ class RunStore:
             run_id = f"{stamp}-{name + '-' if name else ''}{secrets.token_hex(3)}"
             (self.root / run_id).mkdir()
         except OSError as e:
-            raise _storage_error(self.root, e) from e
+            raise storage_error(self.root, e) from e
         run = Run(self, run_id, config, {"status": "running", "started": time.time()})
         try:
             run.acquire()
@@ -410,7 +333,7 @@ class RunStore:
         """A run from disk: a damaged config is a DamagedRunError naming the file; a damaged status
         reads "damaged"; damaged metrics lines are skipped (their numbers in ``run.bad_lines``)."""
         d = self._check_id(run_id)
-        config = _read_json_object(d / "config.json", "config.json")
+        config = read_json_object(d / "config.json", "config.json")
         status = self._read_status(d)
         if status.get("status") == "running" and not owner_alive(status.get("pid"), status.get("pid_start")):
             status["status"] = "interrupted"  # its owner died (or its PID now belongs to another process)
@@ -426,7 +349,7 @@ class RunStore:
         if not (d / "status.json").exists():
             return {"status": "running"}  # killed before its first status write: no owner, so interrupted
         try:
-            status = _read_json_object(d / "status.json", "status.json")
+            status = read_json_object(d / "status.json", "status.json")
         except DamagedRunError as e:
             return {"status": "damaged", "damaged": str(e)}
         if status.get("status", "running") not in STATUSES:
@@ -446,7 +369,7 @@ class RunStore:
         keep = [r for r in records if not ((r.get("kind") == "step" and _num(r.get("step")) > step)
                                            or (r.get("kind") == "epoch" and _num(r.get("epoch")) > epoch))]
         atomic_write_bytes(run.dir / "metrics.jsonl",
-                           "".join(json.dumps(r, default=_jsonable) + "\n" for r in keep).encode())
+                           "".join(json.dumps(r, default=jsonable) + "\n" for r in keep).encode())
         run.step_records.clear()
         run.epoch_records, run.extra_records, run.bad_lines = [], [], []
         for r in keep:
@@ -512,22 +435,3 @@ def _frame(records) -> pd.DataFrame:
     if not records:
         return pd.DataFrame()
     return pd.DataFrame(records).drop(columns=["kind"], errors="ignore")
-
-
-def _alive(pid, pid_start=None) -> bool:
-    """Kept for callers of the old name: whether a recorded owner still runs."""
-    return owner_alive(pid, pid_start)
-
-
-def _jsonable(o):
-    if isinstance(o, torch.Tensor):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    if isinstance(o, float) and not math.isfinite(o):
-        return str(o)
-    if hasattr(o, "item"):
-        return o.item()
-    if isinstance(o, (set, tuple)):
-        return list(o)
-    return repr(o)
