@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from workbench import validate
 from workbench.book import Book, ReportsView, ResultsView
 from workbench.datasets import as_dataset, labels_of, preprocessing_of
 from workbench.engine.rng import seeded
@@ -40,6 +41,10 @@ class Session:
                  regularizer: Callable[[nn.Module], torch.Tensor] | None = None, reg_strength: float = 0.0,
                  seed: int = 0, device: str = "auto", root="runs", batch_size: int = 64, name: str | None = None,
                  num_workers: int = 0, deterministic: bool = False):
+        validate.session_args(task=task, seed=seed, batch_size=batch_size, num_workers=num_workers,
+                              reg_strength=reg_strength, device=device)  # issue 13: bad input named before use
+        for split, data in (("train", train), ("test", test), ("val", val)):
+            validate.raw_data(data, split)
         self.seed = int(seed)
         self.deterministic = bool(deterministic)
         self.num_workers = int(num_workers)
@@ -49,6 +54,7 @@ class Session:
             raise DataError("a training set is required")
         self.test = as_dataset(test, "test")
         self.val = as_dataset(val, "val")
+        validate.session_data(self.train, {"val": self.val, "test": self.test}, task)
         self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
         self.regularizer = regularizer
         self.reg_strength = float(reg_strength)
@@ -326,7 +332,8 @@ class Session:
         if isinstance(run, Run):
             return run
         if not isinstance(run, str):
-            raise RunError(f"expected a Run or a run id, got {type(run).__name__}")
+            raise RunError(f"expected a Run or a run id, got {type(run).__name__}",
+                           fix="pass a Run or an id from session.runs()")
         return self._live_runs.get(run) or self.store.load(run)
 
     def load_run(self, run_id: str, checkpoint=None) -> Run:
@@ -335,6 +342,7 @@ class Session:
         if run.checkpoints():
             state = run.load_checkpoint(checkpoint)
             model = self.new_model(**run.config.get("model_kwargs", {}))
+            validate.checkpoint_fits(model, state, run_id)
             model.load_state_dict(state["model"])
             run.model = model
         return run

@@ -13,8 +13,9 @@ import importlib
 import time
 import traceback
 
+from workbench import validate
 from workbench.checks.base import REGISTRY, CheckResult, preserved, register
-from workbench.errors import WorkbenchError
+from workbench.errors import ConfigError, WorkbenchError
 
 _MODULES = ("architecture", "data_pipeline", "init_loss", "bias_init", "determinism", "regularization",
             "dependency", "gradcheck", "overfit", "baselines", "capacity")
@@ -35,7 +36,7 @@ def options(name: str) -> dict:
 
 def _spec(name: str):
     if name not in REGISTRY:
-        raise WorkbenchError(f"no check named {name!r}; checks are: {', '.join(names())}")
+        raise ConfigError(f"no check named {name!r}; checks are: {', '.join(names())}")
     return REGISTRY[name]
 
 
@@ -44,8 +45,9 @@ def run_check(session, name: str, **opts) -> CheckResult:
     spec = _spec(name)
     unknown = sorted(set(opts) - set(spec.options))
     if unknown:
-        raise WorkbenchError(f"check {name!r} has no option {', '.join(map(repr, unknown))}; "
-                             f"its options are: {spec.options}")
+        raise ConfigError(f"check {name!r} has no option {', '.join(map(repr, unknown))}; "
+                          f"its options are: {spec.options}")
+    validate.check_options(name, opts)  # batches=0 or steps<0 would give a verdict on nothing
     return session.runner.call("check", _run_check, session, spec, name, opts)
 
 
@@ -77,11 +79,11 @@ def run_checks(session, names=None, **per_check) -> list[CheckResult]:
         _spec(n)
     bad = sorted(set(per_check) - set(chosen))
     if bad:
-        raise WorkbenchError(f"options given for checks that do not run: {bad}; pass them as "
-                             f"check_name={{option: value}} for one of {chosen}")
+        raise ConfigError(f"options given for checks that do not run: {bad}; pass them as "
+                          f"check_name={{option: value}} for one of {chosen}")
     for k, v in per_check.items():
         if not isinstance(v, dict):
-            raise WorkbenchError(f"options for {k!r} must be a dict like {{'steps': 100}}, got {v!r}")
+            raise ConfigError(f"options for {k!r} must be a dict like {{'steps': 100}}, got {v!r}")
     # one job for the whole list: a second request queues behind it, not between its checks
     return session.runner.call("checks", lambda: [run_check(session, n, **per_check.get(n, {})) for n in chosen])
 
