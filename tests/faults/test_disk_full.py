@@ -84,7 +84,9 @@ def test_a_file_size_limit_fails_the_run_clearly_and_cleanly(tmp_path):
     # the first checkpoint (~30 KB with the RNG states) is over the limit: refused whole, records intact
     assert "epoch-0001.pt" in out.stdout and list((run_dir / "checkpoints").iterdir()) == []
     records, bad = read_records(run_dir / "metrics.jsonl")
-    assert bad == [] and len(records) == 23 + 1
+    # checkpoints are written off the training thread: the failure reaches the training at its next
+    # checkpoint (or the run's end); the records up to then are whole epochs, none damaged
+    assert bad == [] and len(records) >= 23 + 1 and len(records) % (23 + 1) == 0
 
 
 def test_a_run_that_cannot_even_be_created_leaves_nothing(tiny_disk, digits):
