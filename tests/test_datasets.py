@@ -1,5 +1,7 @@
 """Embedded digits, image folders with recorded preprocessing, labels and de-normalisation."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -52,12 +54,21 @@ def test_image_folder_session_trains(folder, tmp_path):
     assert run.metrics.n_eval.tolist() == [12, 12]
 
 
-def test_corrupt_image_is_named_when_training(folder):
+def test_unreadable_file_is_listed_when_the_folder_is_read(folder):
     (folder / "cat" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(wb.DataError, match=r"1 of 13 files cannot be read: cat/broken.png .*unreadable='skip'"):
+        wb.datasets.image_folder(folder, size=8)
+    ds = wb.datasets.image_folder(folder, size=8, unreadable="skip")
+    assert len(ds) == 12 and [p for p, _ in ds.skipped] == ["cat/broken.png"]
+    assert not any(p.endswith("broken.png") for p, _ in ds.samples)
+
+
+def test_file_broken_after_reading_is_named_when_training(folder):
     ds = wb.datasets.image_folder(folder, size=8, normalize=False)
-    idx = [i for i, (p, _) in enumerate(ds.samples) if p.endswith("broken.png")][0]
-    with pytest.raises(wb.DataError, match="cannot decode image .*broken.png"):
-        ds[idx]
+    path = ds.samples[3][0]
+    Path(path).write_bytes(b"not a png any more")
+    with pytest.raises(wb.DataError, match=f"cannot decode image {path}"):
+        ds[3]
 
 
 def test_missing_folder():
