@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from workbench.data.views import data_view_of
 from workbench.errors import DataError, ModelError, RunError, WorkbenchError
 from workbench.store import Run
 
@@ -328,7 +329,7 @@ def fit(session, epochs: int = 5, lr: float = 1e-3, optimizer="adam", weight_dec
         "regularizer": getattr(session.regularizer, "__name__", None) if session.regularizer else
         ("l2" if (reg_strength or session.reg_strength) else None),
         "init_hooks": sorted(session.init_hooks), "ema": ema, "swa": swa, "name": name, "parent": parent_id,
-        "tags": tags or {},
+        "tags": tags or {}, "data_view": data_view_of(session),
     }
     runtime = {"optimizer_obj": optimizer, "lr_schedule_obj": lr_schedule, "augment_obj": augment,
                "early_stopping_obj": early_stopping, "checkpoint": checkpoint}
