@@ -108,7 +108,8 @@ def run_workbench(folder: str) -> dict:
         report = audit(folder, issues=issues, previews=0)
         sec = time.perf_counter() - t
     counts = report.summary["count"].to_dict()
-    return {"seconds": sec, "peak_mib": max(mem.peak / 2**20, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    main_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"seconds": sec, "peak_mib": max(mem.peak / 2**20, main_peak),
             "before_mib": before, "stages": report.meta["seconds"], "found": {k: v for k, v in counts.items() if v}}
 
 

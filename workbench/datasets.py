@@ -227,8 +227,11 @@ def _check_files(files, max_pixels, workers):
 
     stamps = []
     for f in files:
-        st = os.stat(f)
-        stamps.append((st.st_size, st.st_mtime_ns))
+        try:
+            st = os.stat(f)
+            stamps.append((st.st_size, st.st_mtime_ns))
+        except OSError:  # gone since the listing: the decoder says so
+            stamps.append((-1, 0))
     bad, sizes = {}, np.zeros((len(files), 2), np.int64)
     for s, d in decode_files(files, stamps, max_pixels=max_pixels, workers=workers):
         bad.update({s + k: why for k, why in d.bad.items()})

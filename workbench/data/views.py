@@ -38,6 +38,7 @@ class DataView(Dataset):
             self.samples = [(base.samples[i][0], int(self.targets[k])) for k, i in enumerate(self.keep)]
             self.stamps = [base.stamps[i] for i in self.keep] if getattr(base, "stamps", None) else None
             self.skipped = list(getattr(base, "skipped", ()))
+            self.size, self.gray = getattr(base, "size", None), getattr(base, "gray", False)  # for like=view
 
     def __len__(self) -> int:
         return len(self.keep)
