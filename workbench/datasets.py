@@ -1,4 +1,7 @@
-"""Data in: the embedded digits default, image folders, tensor pairs and any map-style Dataset.
+"""Data in: the embedded digits default, image folders, tensor pairs and any map-style Dataset (recipe I.1).
+
+An image folder is checked file by file when it is read (unreadable files, mixed sizes), and a
+test split is read ``like=`` its training split: the same classes, size and normalisation.
 
 Every dataset the Session holds yields ``(x, y)`` tensors. Datasets that yield PIL images or numpy
 arrays are wrapped and the conversion is recorded as preprocessing, so the views can show a batch

@@ -182,3 +182,18 @@ def test_truncated_jpeg_found_by_the_reduced_decode(folder):
     (folder / "cat" / "cut.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
     named = _corrupt_rows(audit(folder))
     assert set(named) == {"cat/cut.jpg"} and "truncated" in named["cat/cut.jpg"]
+
+
+def test_split_folders_share_one_class_list(tmp_path):
+    for split, classes in (("train", ("ant", "bee", "cat")), ("test", ("bee", "cat"))):
+        for k, c in enumerate(classes):
+            (tmp_path / split / c).mkdir(parents=True)
+            for i in range(3):
+                _rgb(100 * k + i + (50 if split == "test" else 0)).save(tmp_path / split / c / f"{i}.png")
+    (tmp_path / "test" / "cat" / "same.png").write_bytes((tmp_path / "train" / "cat" / "1.png").read_bytes())
+    report = audit(tmp_path, issues=("train_test_leak", "corrupt"))
+    leak = report.of("train_test_leak")
+    assert sorted(report.meta["files"][s][i] for s, i in zip(leak["split"], leak["index"], strict=True)) == \
+        ["cat/1.png", "cat/same.png"]
+    assert report.balance.loc[2, "test"] == 4 and report.balance.loc[0, "test"] == 0   # cat is class 2 in both
+    assert report.of("corrupt").empty

@@ -6,6 +6,10 @@ decodes a chunk of files at reduced size and returns per file a few numbers and 
 (about 1 KB): memory is bounded by the chunk and the pixel cap, never by the folder or the image
 size. Results are cached by (path, size, modification time), so the check at session creation and
 a later audit decode each file once.
+
+Exact duplicates are judged on the pixels decoded this way: a byte copy of a JPEG, or a PNG saved
+again, matches; a JPEG and a PNG of its full-size pixels differ at reduced scale, and are left to
+the near-duplicate finder.
 """
 
 from __future__ import annotations

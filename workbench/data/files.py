@@ -40,11 +40,11 @@ class Listing:
         return os.path.relpath(path, self.root)
 
 
-def list_images(root, classes: list[str] | None = None) -> Listing:
+def list_images(root, classes: list[str] | None = None, strict: bool = True) -> Listing:
     """Every image file under ``root``: class subfolders (ImageFolder layout) or a flat folder.
 
     ``classes`` fixes the class names and their order (a test split read like its training split);
-    a subfolder not among them is a DataError, a missing one is an empty class.
+    a subfolder not among them is a DataError, a missing one an empty class (noted when ``strict``).
     """
     root = Path(root)
     if not root.is_dir():
@@ -65,7 +65,8 @@ def list_images(root, classes: list[str] | None = None) -> Listing:
     for k, c in enumerate(names):
         d = root / c
         if not d.is_dir():
-            out.skipped.append((c, "class folder is missing: the class has no examples"))
+            if strict:
+                out.skipped.append((c, "class folder is missing: the class has no examples"))
             continue
         before = len(out.files)
         _walk(d, root, k, out, seen_files, seen_dirs, recurse=True)

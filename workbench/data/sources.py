@@ -36,7 +36,9 @@ def sources_of(data, labels=None, *, chunk_size=2048, value_range=None, task=Non
             raise DataError(f"audit: {root} does not exist or is not a directory")
         subs = [root / d for d in _SPLIT_DIRS if (root / d).is_dir()]
         if subs:
-            return [folder_source(d, d.name) for d in subs]
+            # one class list for all splits, so that label k means the same class in each
+            classes = sorted({e.name for d in subs for e in d.iterdir() if e.is_dir()})
+            return [folder_source(d, d.name, classes=classes or None) for d in subs]
         return [folder_source(root, "data")]
     return [source_of(data, labels, name="data", chunk_size=chunk_size, value_range=value_range, task=task)]
 
@@ -130,9 +132,9 @@ def _read(ds, i):
 
 
 # ------------------------------------------------------------------------------------ folders
-def folder_source(root: Path, name: str, workers: int | None = None) -> SplitSource:
+def folder_source(root: Path, name: str, workers: int | None = None, classes=None) -> SplitSource:
     """An ImageFolder layout (class subfolders) or a flat folder of images, decoded in worker processes."""
-    listing = list_images(root)
+    listing = list_images(root, classes, strict=False)
     if not listing.files:
         raise DataError(f"image folder {root} holds no image files ({', '.join(IMG_EXTENSIONS)})"
                         + (f"; skipped: {_skipped_words(listing.skipped)}" if listing.skipped else ""))
