@@ -78,7 +78,9 @@ def workers_for(n: int, workers: int | None) -> int:
     """Worker processes for ``n`` files: the CPUs this process may use, none for few files."""
     if workers is not None:
         return max(0, int(workers))
-    if n < IN_PROCESS:
+    import multiprocessing as mp
+
+    if n < IN_PROCESS or mp.current_process().daemon:  # a daemonic process may not start workers
         return 0
     try:
         cpus = len(os.sched_getaffinity(0))
