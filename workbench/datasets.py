@@ -1,4 +1,7 @@
-"""Data in: the embedded digits default, image folders, tensor pairs and any map-style Dataset.
+"""Data in: the embedded digits default, image folders, tensor pairs and any map-style Dataset (recipe I.1).
+
+An image folder is checked file by file when it is read (unreadable files, mixed sizes), and a
+test split is read ``like=`` its training split: the same classes, size and normalisation.
 
 Every dataset the Session holds yields ``(x, y)`` tensors. Datasets that yield PIL images or numpy
 arrays are wrapped and the conversion is recorded as preprocessing, so the views can show a batch
@@ -117,48 +120,187 @@ def digits(test_size: float = 0.2, seed: int = 0) -> tuple[TensorPairDataset, Te
     )
 
 
+class ImageFiles(Dataset):
+    """Image files with a class per file, read safely (``workbench.data.files``) and transformed to tensors.
+
+    ``samples`` ``(path, class index)``, ``targets``, ``classes``, ``root``; ``skipped`` lists the files
+    left out and why (unreadable, FIFOs, symlink loops); ``stamps`` (size, mtime) per file key the
+    decode cache the audit shares.
+    """
+
+    reads_files = True  # the audit reads the files themselves (decoded pixels), not this dataset's tensors
+
+    def __init__(self, root, samples, classes, transform, *, stamps=None, skipped=(), gray=False,
+                 max_pixels=None, size=None, name=""):
+        self.root, self.samples, self.classes = Path(root), list(samples), list(classes)
+        self.class_to_idx = {c: k for k, c in enumerate(self.classes)}
+        self.targets = [c for _, c in self.samples]
+        self.transform, self.stamps, self.skipped = transform, stamps, list(skipped)
+        self.gray, self.max_pixels, self.size, self.name = gray, max_pixels, size, name
+        # a JPEG is decoded straight at the smallest 1/2..1/8 scale still at least ``size`` (then resized)
+        self.draft = max(_pair(size)) if size is not None else None
+        self.preprocessing = Preprocessing()
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i):
+        from workbench.data.files import open_image
+
+        path, y = self.samples[i]
+        try:
+            img = open_image(path, self.max_pixels, draft=self.draft, gray=self.gray)
+        except Exception as e:  # noqa: BLE001 - any reading failure names its file
+            raise DataError(f"cannot decode image {path}: {type(e).__name__}: {e}") from None
+        return (self.transform(img) if self.transform is not None else img), y
+
+
 def image_folder(path, size: int | tuple[int, int] | None = None, normalize=True, grayscale: bool = False,
-                 stats_sample: int = 512):
-    """torchvision's ImageFolder as tensors, with the preprocessing recorded.
+                 stats_sample: int = 512, *, like=None, unreadable: str = "raise", max_pixels: int | None = None,
+                 workers: int | None = None) -> ImageFiles:
+    """A folder of class subfolders as tensors, every file checked before anything trains (recipe I.1, I.2).
 
     ``normalize``: True (per-channel mean/std measured on up to ``stats_sample`` images), False,
-    ``"imagenet"``, or a ``(mean, std)`` pair. An image that cannot be decoded raises a DataError
-    naming the file (the audit lists such files instead, recipe I.2).
+    ``"imagenet"``, or a ``(mean, std)`` pair. ``like=train`` reads a test or validation split with
+    the training split's classes, size and normalisation (never the split's own statistics).
+    Every file is decoded once at creation, in worker processes (cached by size and modification
+    time): unreadable files raise a DataError naming them, or with ``unreadable="skip"`` are left
+    out and listed in ``skipped``. Images of different sizes need ``size``.
     """
-    from torchvision.datasets import ImageFolder
-    from torchvision.transforms import v2
+    from workbench.data.files import MAX_PIXELS, list_images
 
+    if unreadable not in ("raise", "skip"):
+        raise DataError(f"image_folder: unreadable must be 'raise' or 'skip', got {unreadable!r}")
+    if like is not None:
+        size, grayscale, normalize = _like(like, size, grayscale, normalize)
+    max_pixels = MAX_PIXELS if max_pixels is None else int(max_pixels)
     root = Path(path)
-    if not root.is_dir():
-        raise DataError(f"image folder {root} does not exist or is not a directory")
+    listing = list_images(root, classes=getattr(like, "classes", None))
+    files, labels = listing.files, listing.labels
+    if labels is None:
+        raise DataError(f"image folder {root} has no class subfolders; put each class's images in a folder "
+                        "named after the class (root/cat/1.png, root/dog/2.png)")
+    if not files:
+        raise DataError(f"image folder {root} holds no images" + _skipped_words(listing.skipped))
+    stamps, bad, sizes = _check_files(files, max_pixels, workers)
+    skipped = list(listing.skipped) + [(listing.relative(files[i]), why) for i, why in sorted(bad.items())]
+    if bad and unreadable == "raise":
+        raise DataError(f"image folder {root}: {len(bad)} of {len(files)} files cannot be read: "
+                        + "; ".join(f"{printable(listing.relative(files[i]))} ({why})" for i, why in
+                                    sorted(bad.items())[:8]) + (" ..." if len(bad) > 8 else "")
+                        + ". Fix or delete them, or pass unreadable='skip' to leave them out (listed in .skipped)")
+    keep = [i for i in range(len(files)) if i not in bad]
+    if not keep:
+        raise DataError(f"image folder {root}: none of its {len(files)} files can be read")
+    if size is None:
+        _same_size(root, [files[i] for i in keep], sizes[keep], listing)
+    base, steps = _transforms(size, grayscale)
+    samples = [(files[i], labels[i]) for i in keep]
+    ds = ImageFiles(root, samples, listing.classes, v2_compose(base), stamps=[stamps[i] for i in keep],
+                    skipped=skipped, gray=grayscale, max_pixels=max_pixels, size=size, name=root.name)
+    mean, std = _normalization(ds, normalize, stats_sample)
+    if mean is not None:
+        ds.transform = v2_compose(base + [_v2().Normalize(mean, std)])
+        steps.append(f"normalize mean={_fmt(mean)} std={_fmt(std)}"
+                     + (" (the training split's)" if like is not None else ""))
+    if skipped:
+        steps.append(f"{len(skipped)} file(s) or folder(s) left out (see .skipped)")
+    ds.preprocessing = Preprocessing(steps=steps, mean=mean, std=std, value_range=(0.0, 1.0))
+    return ds
+
+
+def _like(like, size, grayscale, normalize):
+    """Size, grayscale and normalisation of the split ``like`` was read with (explicit arguments must agree)."""
+    if not getattr(like, "reads_files", False):
+        raise DataError("image_folder(like=...) takes the training split returned by image_folder()")
+    prep = preprocessing_of(like)
+    like_size = like.size
+    if size is not None and like_size is not None and _pair(size) != _pair(like_size):
+        raise DataError(f"image_folder: size={size} differs from the training split's size {like_size}; "
+                        "omit size= when passing like=")
+    norm = (prep.mean, prep.std) if prep.mean is not None else False
+    return (like_size if size is None else size), like.gray, norm
+
+
+def _check_files(files, max_pixels, workers):
+    """(stamps, {index: why unreadable}, (n, 2) sizes): every file decoded once, in worker processes."""
+    import os
+
+    from workbench.data.decode import decode_files
+
+    stamps = []
+    for f in files:
+        try:
+            st = os.stat(f)
+            stamps.append((st.st_size, st.st_mtime_ns))
+        except OSError:  # gone since the listing: the decoder says so
+            stamps.append((-1, 0))
+    bad, sizes = {}, np.zeros((len(files), 2), np.int64)
+    for s, d in decode_files(files, stamps, max_pixels=max_pixels, workers=workers):
+        bad.update({s + k: why for k, why in d.bad.items()})
+        sizes[s:s + len(d.sizes)] = d.sizes
+    return stamps, bad, sizes
+
+
+def _same_size(root, files, sizes, listing):
+    """Images of different sizes cannot form a batch: say so now, not as a model error at the first step."""
+    uniq, first, counts = np.unique(sizes, axis=0, return_index=True, return_counts=True)
+    if len(uniq) <= 1:
+        return
+    order = np.argsort(-counts)
+    words = ", ".join(f"{uniq[k][0]}x{uniq[k][1]}: {counts[k]} (e.g. {printable(listing.relative(files[first[k]]))})"
+                      for k in order[:4])
+    raise DataError(f"image folder {root}: the images have {len(uniq)} different sizes ({words}); "
+                    "pass size=32 (or (height, width)) to resize them all")
+
+
+def _transforms(size, grayscale):
+    v2 = _v2()
     steps, base = [], []
     if grayscale:
-        base.append(v2.Grayscale())
         steps.append("grayscale")
     if size is not None:
-        base.append(v2.Resize(size if isinstance(size, tuple) else (size, size), antialias=True))
+        base.append(v2.Resize(_pair(size), antialias=True))
         steps.append(f"resize to {size}")
     base += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
     steps.append("to float tensor in [0, 1]")
-    try:
-        ds = ImageFolder(str(root), transform=v2.Compose(base), loader=_checked_loader)
-    except (FileNotFoundError, RuntimeError) as e:
-        raise DataError(f"image folder {root}: {e}") from None
-    if len(ds) == 0:
-        raise DataError(f"image folder {root} holds no images")
-    mean = std = None
+    return base, steps
+
+
+def _normalization(ds, normalize, stats_sample):
     if normalize is True:
-        mean, std = _channel_stats(ds, stats_sample)
-    elif normalize == "imagenet":
-        mean, std = IMAGENET_MEAN, IMAGENET_STD
-    elif isinstance(normalize, (tuple, list)) and len(normalize) == 2:
-        mean, std = tuple(map(float, normalize[0])), tuple(map(float, normalize[1]))
-    if mean is not None:
-        ds.transform = v2.Compose(base + [v2.Normalize(mean, std)])
-        steps.append(f"normalize mean={_fmt(mean)} std={_fmt(std)}")
-    ds.preprocessing = Preprocessing(steps=steps, mean=mean, std=std, value_range=(0.0, 1.0))
-    ds.name = root.name
-    return ds
+        return _channel_stats(ds, stats_sample)
+    if normalize == "imagenet":
+        return IMAGENET_MEAN, IMAGENET_STD
+    if isinstance(normalize, (tuple, list)) and len(normalize) == 2:
+        return tuple(map(float, normalize[0])), tuple(map(float, normalize[1]))
+    return None, None
+
+
+def _v2():
+    from torchvision.transforms import v2
+
+    return v2
+
+
+def v2_compose(ts):
+    return _v2().Compose(ts)
+
+
+def _pair(size):
+    return tuple(size) if isinstance(size, (tuple, list)) else (int(size), int(size))
+
+
+def _skipped_words(skipped) -> str:
+    from workbench.data.files import printable as p
+
+    return ("; skipped: " + "; ".join(f"{p(rel)} ({why})" for rel, why in skipped[:5])) if skipped else ""
+
+
+def printable(name: str) -> str:
+    from workbench.data.files import printable as p
+
+    return p(name)
 
 
 def as_dataset(data, name: str = "data") -> Dataset | None:
@@ -218,17 +360,6 @@ def preprocessing_of(dataset: Dataset | None) -> Preprocessing:
 
 
 # ---------------------------------------------------------------------------------------- helpers
-def _checked_loader(path: str):
-    from PIL import Image
-
-    try:
-        with open(path, "rb") as f:
-            img = Image.open(f)
-            return img.convert("RGB")
-    except Exception as e:  # noqa: BLE001
-        raise DataError(f"cannot decode image {path}: {type(e).__name__}: {e}") from None
-
-
 def _channel_stats(ds, n: int):
     g = torch.Generator().manual_seed(0)
     idx = torch.randperm(len(ds), generator=g)[:n].tolist()

@@ -457,6 +457,17 @@ class Session:
 
         return self.store.root / "book" / book_key(self)
 
+    def with_data(self, changes=None, *, exclude=None, relabel=None) -> Session:
+        """A new Session with examples left out or relabelled (recipe I.2 acted on); runs record it.
+
+        ``changes``: ``report.exclude_list()``, the data browser's marks, or an AuditReport;
+        ``exclude={"train": [3, 7]}``, ``relabel={"train": {5: "dog"}}``. ``data_view`` says which
+        files or indices were left out and why, and goes into every run's config.
+        """
+        from workbench.data.views import session_with_view
+
+        return session_with_view(self, changes, exclude=exclude, relabel=relabel)
+
 
 def _seed_worker(worker_id: int) -> None:
     """Seed python and numpy in a DataLoader worker from the torch seed the loader's generator gave it."""

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from workbench import validate
+from workbench.data.views import data_view_of
 from workbench.engine.averaging import WeightAveraging
 from workbench.engine.config import RUNTIME_FIELDS, RunConfig, describe
 from workbench.engine.evaluate import evaluate as _evaluate
@@ -159,7 +160,7 @@ def fit(session, epochs: int = 5, lr: float = 1e-3, optimizer="adam", weight_dec
         init_hooks=sorted(session.init_hooks), ema=ema, swa=bool(swa), name=name, parent=parent_id or None,
         tags=tags or {}, precision=check_precision(precision), channels_last=bool(channels_last),
         compile=bool(compile), checkpoint_every=int(checkpoint_every or 0),
-        data_view=getattr(session, "data_view", None), kind=kind, extra=dict(extra or {}),
+        data_view=data_view_of(session), kind=kind, extra=dict(extra or {}),
         runtime=[k for k in RUNTIME_FIELDS if described[k][1]],
         **{k: v[0] for k, v in described.items()})
     callbacks = list(callbacks) + _averaging(cfg)  # a bad ema/swa option is refused before a run exists

@@ -1,5 +1,7 @@
 """Corrupt examples and labels: undecodable files, NaN/inf, blank images, out-of-range values, odd shapes, bad labels.
 
+Also what the file listing refused: FIFOs, symlink loops, empty class folders (split-level rows).
+
 The scanner already recorded why an input is unusable (it decodes every example once); this module
 turns that into findings and adds the label checks, which need the task and the number of classes.
 """
@@ -18,6 +20,10 @@ def find_corrupt(scan, label_reasons: dict[int, str], out: Findings) -> None:
         reasons[g] = f"{reasons[g]}; {why}" if g in reasons else why
     for g, why in sorted(reasons.items()):
         out.add(scan, g, "corrupt", 1.0, None, why)
+    # files the listing refused (FIFOs, symlink loops, empty class folders) are no example: split-level rows
+    for split, notes in getattr(scan, "notes", {}).items():
+        for why in notes:
+            out.add_at(split, -1, "corrupt", 1.0, None, why)
 
 
 def check_labels(scan, task: str, num_classes: int | None) -> tuple[np.ndarray, dict[int, str]]:

@@ -20,9 +20,11 @@ import torch.nn.functional as F
 
 from workbench.errors import DataError
 
+from .decode import STAT_SIZE, Decoded, gray_stats
+
 # ITU-R BT.601 luma, the "perceived brightness" cleanvision and PIL use for RGB.
 _LUMA = (0.299, 0.587, 0.114)
-_STAT_SIZE = 64  # brightness statistics on at most 64x64: the percentiles barely move, the cost does
+_STAT_SIZE = STAT_SIZE  # brightness statistics on at most 64x64: the percentiles barely move, the cost does
 _BINS = 32       # histogram bins for the information (entropy) measure
 
 
@@ -41,6 +43,7 @@ class SplitSource:
     range_known: bool = False
     denormalize: Callable | None = None
     is_image: bool | None = None
+    notes: list[str] = field(default_factory=list)   # problems of the split as a whole, e.g. skipped files
 
 
 @dataclass
@@ -61,6 +64,7 @@ class Scan:
     corrupt: dict[int, str] = field(default_factory=dict)   # global position -> reason
     previews: dict[str, Callable[[int], np.ndarray | None]] = field(default_factory=dict)
     value_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    notes: dict[str, list[str]] = field(default_factory=dict)  # split -> problems of the split as a whole
 
     @property
     def n(self) -> int:
@@ -110,6 +114,7 @@ def scan(sources: list[SplitSource], thumb_size: int = 16, progress=None) -> Sca
         corrupt=corrupt,
         previews={s.name: s.preview for s in sources},
         value_ranges={s.name: s.value_range for s in sources if s.value_range is not None},
+        notes={s.name: list(s.notes) for s in sources if s.notes},
     )
 
 
@@ -128,6 +133,8 @@ class _SplitStats:
     def add(self, pos: np.ndarray, xs, src: SplitSource) -> dict[int, str]:
         """Process one chunk; returns {index in split: reason} for the corrupt ones."""
         bad: dict[int, str] = {}
+        if isinstance(xs, Decoded):
+            return self._add_decoded(pos, xs)
         if not isinstance(xs, torch.Tensor):
             pos, xs = self._stack_usual(pos, xs, bad)
             if xs is None:
@@ -181,21 +188,23 @@ class _SplitStats:
             return None, None
         return np.asarray(kept), torch.stack(keep)
 
+    def _add_decoded(self, pos: np.ndarray, d: Decoded) -> dict[int, str]:
+        """A chunk already reduced by the file decoders (decode.py): copy its numbers in place."""
+        good = np.ones(len(pos), bool)
+        good[list(d.bad)] = False
+        p = pos[good]
+        self.hashes[p], self.p01[p], self.p99[p] = d.hashes[good], d.p01[good], d.p99[good]
+        thumbs = d.thumbs[good]
+        if thumbs.shape[1:] != self.thumbs.shape[1:]:  # the decoders make 16x16; another thumb_size was asked
+            thumbs = resize(thumbs, self.size, self.size)
+        self.entropy[p], self.thumbs[p] = d.entropy[good], thumbs
+        return {int(pos[k]): why for k, why in d.bad.items()}
+
     def _image_stats(self, g: np.ndarray, pos: np.ndarray):
         """Brightness percentiles, histogram entropy and a thumbnail for a chunk of (B, H, W) images."""
         B, H, W = g.shape
         s = resize(g, min(H, _STAT_SIZE), min(W, _STAT_SIZE)) if H * W > _STAT_SIZE ** 2 else g
-        s = s.reshape(B, -1)
-        n = s.shape[1]
-        lo_k, hi_k = int(round(0.01 * (n - 1))), int(round(0.99 * (n - 1)))
-        part = np.partition(s, [lo_k, hi_k], axis=1)
-        self.p01[pos], self.p99[pos] = part[:, lo_k], part[:, hi_k]
-        bins = np.minimum((s * _BINS).astype(np.int64), _BINS - 1)
-        hist = np.bincount((bins + _BINS * np.arange(B)[:, None]).ravel(), minlength=B * _BINS)
-        p = hist.reshape(B, _BINS) / n
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ent = -np.where(p > 0, p * np.log2(p), 0).sum(1) / np.log2(_BINS)
-        self.entropy[pos] = ent
+        self.p01[pos], self.p99[pos], self.entropy[pos] = gray_stats(s.reshape(B, -1), _BINS)
         self.thumbs[pos] = resize(g, self.size, self.size)
 
 

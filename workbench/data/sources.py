@@ -1,4 +1,4 @@
-"""Any input the audit takes — a Dataset, an (X, Y) pair, an image folder — as chunks the scanner reads.
+"""Any input the audit takes — a Dataset, an (X, Y) pair, an image folder — as chunks the scanner reads (recipe I.2).
 
 Unlike ``workbench.datasets`` these readers never stop at a bad example: an image that cannot be
 decoded, a ``__getitem__`` that raises, NaN values — each becomes a reason in the report (recipe I.2).
@@ -6,6 +6,7 @@ decoded, a ``__getitem__`` that raises, NaN values — each becomes a reason in 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +16,11 @@ from torch.utils.data import Dataset, Subset
 from workbench.datasets import TensorPairDataset, as_dataset, labels_of, preprocessing_of
 from workbench.errors import DataError
 
+from .decode import decode_files
+from .files import IMG_EXTENSIONS, list_images, open_image, printable
 from .scan import SplitSource
 
 _SPLIT_DIRS = ("train", "val", "valid", "validation", "test")
-# torchvision's IMG_EXTENSIONS, without importing torchvision (seconds) for a tuple.
-IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
 def sources_of(data, labels=None, *, chunk_size=2048, value_range=None, task=None) -> list[SplitSource]:
@@ -35,7 +36,9 @@ def sources_of(data, labels=None, *, chunk_size=2048, value_range=None, task=Non
             raise DataError(f"audit: {root} does not exist or is not a directory")
         subs = [root / d for d in _SPLIT_DIRS if (root / d).is_dir()]
         if subs:
-            return [folder_source(d, d.name) for d in subs]
+            # one class list for all splits, so that label k means the same class in each
+            classes = sorted({e.name for d in subs for e in d.iterdir() if e.is_dir()})
+            return [folder_source(d, d.name, classes=classes or None) for d in subs]
         return [folder_source(root, "data")]
     return [source_of(data, labels, name="data", chunk_size=chunk_size, value_range=value_range, task=task)]
 
@@ -49,6 +52,10 @@ def source_of(data, labels=None, *, name="data", chunk_size=2048, value_range=No
     if isinstance(data, (tuple, list)) and len(data) == 2 and not isinstance(data, Dataset):
         X, Y = _tensor(data[0], f"{name} X"), data[1] if labels is None else labels
         return _tensor_source(X, Y, name, chunk_size, None, value_range, task)
+    if getattr(data, "reads_files", False):
+        # an image folder (or a view of one) is compared on decoded pixels: an identical file in two
+        # splits is a leak even when each split was normalised with its own statistics
+        return _image_files_source(data, name)
     if isinstance(data, TensorPairDataset):
         # Read the tensor directly, no per-example Python calls.
         return _tensor_source(data.X, data.Y if labels is None else labels, name, chunk_size,
@@ -125,63 +132,58 @@ def _read(ds, i):
 
 
 # ------------------------------------------------------------------------------------ folders
-def folder_source(root: Path, name: str) -> SplitSource:
-    """An ImageFolder layout (class subfolders) or a flat folder of images, decoded with PIL file by file."""
+def folder_source(root: Path, name: str, workers: int | None = None, classes=None) -> SplitSource:
+    """An ImageFolder layout (class subfolders) or a flat folder of images, decoded in worker processes."""
+    listing = list_images(root, classes, strict=False)
+    if not listing.files:
+        raise DataError(f"image folder {root} holds no image files ({', '.join(IMG_EXTENSIONS)})"
+                        + (f"; skipped: {_skipped_words(listing.skipped)}" if listing.skipped else ""))
+    return files_source(name, listing.root, listing.files, listing.labels, listing.classes, None,
+                        listing.skipped, workers)
+
+
+def files_source(name, root, files, labels, classes, stamps=None, skipped=(), workers=None) -> SplitSource:
+    """One split of image files: the decoded pixels are compared (never normalised tensors), in workers."""
     root = Path(root)
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
-    files, ys = [], []
-    for k, c in enumerate(classes):
-        for f in sorted((root / c).rglob("*")):
-            if f.is_file() and f.suffix.lower() in IMG_EXTENSIONS:
-                files.append(f)
-                ys.append(k)
-    if not classes:
-        files = sorted(f for f in root.iterdir() if f.is_file() and f.suffix.lower() in IMG_EXTENSIONS)
-    if not files:
-        raise DataError(f"image folder {root} holds no image files ({', '.join(IMG_EXTENSIONS)})")
-    y = np.asarray(ys, float) if classes else None
 
     def chunks():
-        for s in range(0, len(files), 256):
-            pos = np.arange(s, min(s + 256, len(files)))
-            by_shape, bad = {}, {}
-            for i in pos:
-                x, why = _decode(files[i])
-                if why:
-                    bad[int(i)] = f"{files[i].relative_to(root)}: {why}"
-                else:
-                    by_shape.setdefault(tuple(x.shape), []).append((int(i), x))
-            if bad:
-                yield np.array(sorted(bad)), None, bad
-            for group in by_shape.values():
-                yield np.array([i for i, _ in group]), torch.stack([x for _, x in group]), {}
+        for s, d in decode_files(files, stamps, workers=workers):
+            pos = np.arange(s, s + len(d.sizes))
+            d.bad = {k: f"{_shown(files[s + k], root)}: {why}" for k, why in d.bad.items()}
+            yield pos, d, {}
 
     def preview(i):
-        x, _ = _decode(files[i])
-        return None if x is None else _preview(x, (0.0, 1.0), None)
+        try:
+            img = open_image(files[i])
+        except Exception:  # noqa: BLE001 - an unreadable file has no picture
+            return None
+        img.thumbnail((96, 96))
+        a = np.asarray(img)
+        return a[..., 0] if a.ndim == 3 and a.shape[-1] == 1 else a
 
+    y = np.asarray(labels, float) if labels is not None else None
     src = SplitSource(name, len(files), chunks, y, preview, (0.0, 1.0), True, None, True)
-    src.files = [str(f.relative_to(root)) for f in files]
-    src.classes = classes
+    src.files = [_shown(f, root) for f in files]
+    src.classes = list(classes)
+    src.notes = [f"{printable(rel)}: {why}" for rel, why in skipped]
     return src
 
 
-def _decode(path: Path):
-    """(C, H, W) float tensor in [0, 1], or the reason the file cannot be decoded."""
-    from PIL import Image
+def _shown(path: str, root: Path) -> str:
+    """A file's name for people: relative to the split's folder, control characters escaped."""
+    return printable(os.path.relpath(path, root))
 
-    try:
-        if path.stat().st_size == 0:
-            return None, "empty file (0 bytes)"
-        with Image.open(path) as img:
-            img.load()  # decoding happens here: truncated data raises now, not later
-            mode = "L" if img.mode in ("1", "L", "I", "I;16", "F") else "RGB"
-            a = np.asarray(img.convert(mode))
-    except Exception as e:  # noqa: BLE001 - every decoder failure is a 'corrupt' finding
-        return None, f"cannot be decoded ({type(e).__name__}: {e})"
-    t = torch.from_numpy(a.copy())
-    t = t[None] if t.dim() == 2 else t.permute(2, 0, 1)
-    return t.float() / 255.0, None
+
+def _skipped_words(skipped) -> str:
+    return "; ".join(f"{printable(rel)} ({why})" for rel, why in skipped[:5]) + (" ..." if len(skipped) > 5 else "")
+
+
+def _image_files_source(ds, name) -> SplitSource:
+    """A ``workbench.datasets`` image-folder split (or a data view of one), read from its files."""
+    files = [p for p, _ in ds.samples]
+    labels = [int(c) for _, c in ds.samples]
+    return files_source(name, ds.root, files, labels, ds.classes, getattr(ds, "stamps", None),
+                        getattr(ds, "skipped", ()))
 
 
 # ------------------------------------------------------------------------------------ helpers
