@@ -141,3 +141,9 @@ def test_serve_with_a_token_asks_for_it(tmp_path):
             assert r.status == 200 and "/login" not in r.url
         with anonymous.open(url, timeout=300) as r:  # the cookie keeps the login
             assert r.status == 200 and "/login" not in r.url and "<title>Recipe Workbench</title>" in r.read().decode()
+
+
+def test_serve_names_a_missing_script_before_serving(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "workbench.cli", "serve", str(tmp_path / "nope.py"), "--port",
+                           str(free_port())], capture_output=True, text=True, cwd=ROOT, env=serve_env(), timeout=300)
+    assert done.returncode == 2 and "no such script" in done.stderr and "nope.py" in done.stderr

@@ -32,9 +32,9 @@ def create_app(session) -> pn.template.BaseTemplate:
 
 
 def session_label(session) -> pn.pane.HTML:
-    """The header's "session: ..." line; the name comes from a folder or the user, so it is escaped (no markup runs)."""
-    return pn.pane.HTML(f'<span class="wb-session" style="color:white">session: {html.escape(session.describe())}</span>',
-                        margin=(18, 10))
+    """The header's "session: ..." line; the name comes from a folder or the user: escaped, no markup runs."""
+    name = html.escape(session.describe())
+    return pn.pane.HTML(f'<span class="wb-session" style="color:white">session: {name}</span>', margin=(18, 10))
 
 
 def ipywidget(view):

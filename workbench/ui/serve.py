@@ -10,9 +10,17 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
+from pathlib import Path
 
-from workbench.ui.guard import PASSWORD_ENV, ServeError, allowed_hosts, auth_options, install_host_check, \
-    is_loopback, websocket_origins
+from workbench.ui.guard import (
+    PASSWORD_ENV,
+    ServeError,
+    allowed_hosts,
+    auth_options,
+    install_host_check,
+    is_loopback,
+    websocket_origins,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args) -> int:
     try:
         auth, token = auth_options(args.address, args.token, args.password, args.no_auth)
+        if args.script and not Path(args.script).is_file():  # said now, not on each page load
+            raise ServeError(f"no such script: {args.script}")
     except ServeError as e:
         print(f"workbench serve: {e}", file=sys.stderr)
         return 2
