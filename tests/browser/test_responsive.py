@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.browser.conftest import ARTIFACTS, text, wait_for
+from tests.browser.serving import served
 from tests.browser.test_app import click_step
 
 pytestmark = pytest.mark.browser
@@ -38,7 +39,27 @@ def _timed_step_switch(page, key: str, marker: str) -> float:
     return time.monotonic() - t0
 
 
-def test_clicks_answered_in_a_burst_of_page_loads_while_training(page, server):
+@pytest.fixture(scope="module")
+def own_server(tmp_path_factory, chromium_path):
+    """A server of its own: no audit or checks left running by other tests share its two cores."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    root = tmp_path_factory.mktemp("burst-runs")
+    with served(["--defects", "--root", str(root)], ARTIFACTS / "serve-burst.log") as (url, _, _):
+        yield url
+
+
+@pytest.fixture
+def own_page(browser, own_server):
+    ctx = browser.new_context(viewport={"width": 1500, "height": 1000})
+    pg = ctx.new_page()
+    pg.goto(own_server, timeout=120_000)
+    pg.wait_for_selector(".wb-step-browse", timeout=120_000)
+    yield pg
+    ctx.close()
+
+
+def test_clicks_answered_in_a_burst_of_page_loads_while_training(own_page, own_server):
+    page, server = own_page, own_server
     click_step(page, "checks")
     click_step(page, "train")
     epochs = page.locator(".wb-curves-controls input").first
