@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
 import runpy
 import sys
 from pathlib import Path
@@ -38,6 +40,54 @@ def load_session(script: str | None, root: str | None = None, defects: bool = Fa
     return session
 
 
+# control characters a file or folder name may carry: terminal escapes (ESC, CSI), bells, backspaces, and the
+# bidi overrides that reorder what is shown; \n and \t stay, \r stays on stderr (progress bars redraw with it)
+_CONTROLS = [*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0x7F, 0xA0), 0x200E, 0x200F,
+             *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+_ESCAPES = {c: f"\\u{c:04x}" for c in _CONTROLS}
+_ESCAPES_CR = {**_ESCAPES, 0x0D: "\\u000d"}
+
+
+def printable(text: str, keep_cr: bool = False) -> str:
+    """``text`` with every control character written as ``\\uXXXX`` (valid in JSON strings too), never sent raw."""
+    return text.translate(_ESCAPES if keep_cr else _ESCAPES_CR)
+
+
+class _PrintableStream(io.TextIOBase):
+    """A text stream that passes everything through ``printable``: names from disk cannot drive the terminal."""
+
+    def __init__(self, stream, keep_cr: bool):
+        self.stream, self.keep_cr = stream, keep_cr
+
+    def write(self, text: str) -> int:
+        self.stream.write(printable(text, self.keep_cr))
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    @property
+    def encoding(self):
+        return getattr(self.stream, "encoding", "utf-8")
+
+
+@contextlib.contextmanager
+def printable_output():
+    """While a subcommand runs, stdout and stderr escape control characters (file names with terminal codes)."""
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _PrintableStream(out, keep_cr=False), _PrintableStream(err, keep_cr=True)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", default="runs", help="folder holding the runs (default: runs)")
 
@@ -48,8 +98,6 @@ def main_runs(args) -> int:
     table = RunStore(args.root).table()
     print(table.to_string(index=False) if len(table) else f"no runs under {args.root}")
     return 0
-
-
 
 
 def main(argv=None) -> int:
@@ -73,7 +121,8 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    return int(handlers[args.command](args) or 0)
+    with printable_output():
+        return int(handlers[args.command](args) or 0)
 
 
 if __name__ == "__main__":

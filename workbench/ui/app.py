@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import panel as pn
 
 from workbench.ui.common import install_exception_handler
@@ -21,13 +23,18 @@ def create_app(session) -> pn.template.BaseTemplate:
     export = ExportView(session)
     template = pn.template.FastListTemplate(
         title="Recipe Workbench", header_background="#2f4f4f", sidebar_width=310, raw_css=[CSS],
-        header=[pn.pane.HTML(f'<span class="wb-session" style="color:white">session: {session.describe()}</span>',
-                             margin=(18, 10)), export.download], theme_toggle=False)
+        header=[session_label(session), export.download], theme_toggle=False)
     template.sidebar.append(wizard.stepper())
     template.main.append(wizard.main())
     template.wizard = wizard  # for tests and scripts driving the page
     pn.state.onload(wizard.start_updates)
     return template
+
+
+def session_label(session) -> pn.pane.HTML:
+    """The header's "session: ..." line; the name comes from a folder or the user: escaped, no markup runs."""
+    name = html.escape(session.describe())
+    return pn.pane.HTML(f'<span class="wb-session" style="color:white">session: {name}</span>', margin=(18, 10))
 
 
 def ipywidget(view):
