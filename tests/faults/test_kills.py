@@ -4,8 +4,8 @@ One "zygote" process imports the workbench and builds the session once, then for
 per attempt (fit the first time, resume after), so each kill costs training time, not start-up.
 Four lanes run side by side; each kills its trainer 13 times at a random moment (while starting,
 resuming, truncating, training, evaluating or writing a checkpoint). After every kill the run on
-disk is read back: every step the trainer had reported finished (written, ``steps_logged``) is there, steps and epochs are
-contiguous, only the line in flight may be damaged. At the end each run is resumed to completion
+disk is read back: every step the trainer had reported finished (written: ``steps_logged``) is there,
+steps and epochs are contiguous, only the line in flight may be damaged. At the end each run is resumed to completion
 and its step losses must equal those of an uninterrupted run, exactly.
 """
 
