@@ -66,7 +66,7 @@ def find_near(scan, E, phashes, dist, ind, reps, ratio: float, out: Findings, bl
     typical = float(np.median(dist[:, -1]))  # distance to the k-th neighbour: hardly moved by a few copies
     thr = ratio * typical
     a, b, d, rel = _candidates(E, phashes, dist, ind, thr, blurred)
-    diff, corr = pixel_match.largest_difference(_Pictures(scan, reps), a, b)
+    diff, corr = pixel_match.largest_difference(_Pictures(scan, reps), a, b, enough=0.5 * max_diff)
     keep = (diff <= max_diff) & (corr >= 0.9)
     stats = {"threshold": thr, "typical": typical, "rejected": int((~keep).sum()), "candidates": len(a)}
     a, b, d, rel, diff = a[keep], b[keep], d[keep], rel[keep], diff[keep]

@@ -23,10 +23,11 @@ SHIFTS = (-1, 0, 1)     # pixels, at the compared size
 BLURS = (0.0, 0.5, 0.8, 1.1)  # Gaussian sigma applied to one side: a resized copy is a blurred one
 
 
-def largest_difference(pictures: dict, pairs_a: np.ndarray, pairs_b: np.ndarray):
+def largest_difference(pictures: dict, pairs_a: np.ndarray, pairs_b: np.ndarray, enough: float = 0.0):
     """For each pair, the largest |pixel difference| after the best brightness match, alignment and blur.
 
-    ``pictures`` maps an id to a uint8 (H, W) or (H, W, 3) picture (or None: unreadable, never a match).
+    Pairs that differ by at most ``enough`` as they are (or at some shift) are not searched further:
+    the caller only needs to know they match. ``pictures`` maps an id to a uint8 (H, W) or (H, W, 3) picture (or None: unreadable, never a match).
     Returns (difference, correlation) arrays, one value per pair; difference is in [0, 1] units.
     """
     n = len(pairs_a)
@@ -45,29 +46,30 @@ def largest_difference(pictures: dict, pairs_a: np.ndarray, pairs_b: np.ndarray)
             sel = group[s:s + CHUNK]
             A = np.stack([arrays[k] for k in pairs_a[sel].tolist()])
             B = np.stack([arrays[k] for k in pairs_b[sel].tolist()])
-            diff[sel], corr[sel] = _best_match(A, B)
+            diff[sel], corr[sel] = _best_match(A, B, enough)
     return diff, corr
 
 
-def _best_match(A: np.ndarray, B: np.ndarray):
-    """(P, C, S, S) pairs: the residual of the best-correlated variant (shift first, then blur on one side)."""
-    P = len(A)
-    best_c = np.full(P, -np.inf, np.float32)
-    best_m = np.full(P, np.inf, np.float32)
-    shift = np.zeros((P, 2), np.int64)
+def _best_match(A: np.ndarray, B: np.ndarray, enough: float = 0.0):
+    """(P, C, S, S) pairs: the residual of the best-correlated variant (shift first, then blur on one side).
 
-    def consider(c, m, dy=None, dx=None):
-        better = c > best_c
-        best_c[better], best_m[better] = c[better], m[better]
-        if dy is not None:
-            shift[better] = (dy, dx)
-
+    A pair whose residual is already at most ``enough`` is not searched further (it is a match).
+    """
+    best_m, best_c = (v.astype(np.float32) for v in _fit(A, B)[::-1])
+    shift = np.zeros((len(A), 2), np.int64)
+    todo = np.flatnonzero(best_m > enough)
     for dy in SHIFTS:
         for dx in SHIFTS:
-            consider(*_fit(_crop(A, dy, dx), _crop(B, -dy, -dx)), dy, dx)
-    # Blur only at each pair's best shift: 6 more comparisons instead of 6 x 9.
-    for dy, dx in {tuple(v) for v in shift.tolist()}:
-        rows = np.flatnonzero((shift[:, 0] == dy) & (shift[:, 1] == dx))
+            if (dy, dx) == (0, 0) or len(todo) == 0:
+                continue
+            c, m = _fit(_crop(A[todo], dy, dx), _crop(B[todo], -dy, -dx))
+            better = c > best_c[todo]
+            rows = todo[better]
+            best_c[rows], best_m[rows], shift[rows] = c[better], m[better], (dy, dx)
+    todo = todo[best_m[todo] > enough]
+    # Blur only at each remaining pair's best shift: 6 more comparisons instead of 6 x 9.
+    for dy, dx in {tuple(v) for v in shift[todo].tolist()}:
+        rows = todo[(shift[todo, 0] == dy) & (shift[todo, 1] == dx)]
         a, b = A[rows], B[rows]
         for sigma in BLURS[1:]:
             for x, y in ((_blur(a, sigma), b), (a, _blur(b, sigma))):
