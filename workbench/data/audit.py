@@ -3,8 +3,11 @@
 ``audit(data)`` takes a Dataset, an ``(X, Y)`` pair, a dict of splits or an image folder;
 ``audit_session(session)`` audits a Session's splits and reports progress as session events.
 Order of work: one scan of the data (scan.py), exact hashes (duplicates.py), one embedding and one
-neighbour index shared by near-duplicates, outliers and the label model (embed.py), then the
-cheap per-example and per-class finders. Every finder appends rows to the same issues table.
+neighbour index shared by near-duplicates (confirmed on the pixels: pixel_match.py), outliers and
+the label model (embed.py, labels.py), then the cheap per-example and per-class finders (noise,
+dark, bright, low information, imbalance). Every finder appends rows to the same issues table:
+a score and the reason for each flag. The label model is chosen by ``label_model``, never by
+which runs exist, and ``report.label_model`` names it with its held-out accuracy.
 """
 
 from __future__ import annotations
