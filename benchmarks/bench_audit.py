@@ -192,7 +192,8 @@ def main(argv=None) -> int:
             cv_cell = f"error: {cv['error']}"
         rows.append(f"| {n:,} | {wb['seconds']:.2f} | {n / wb['seconds']:,.0f} | {wb['seconds'] / base:.2f} | "
                     f"{wb['peak_mib']:,.0f} ({wb['before_mib']:,.0f}) | {cv_cell} | {ratio_cell} |")
-        print(f"{n}: stages {wb['stages']} found {wb['found']}; labels: {wb['label_model']}" + (f"; cleanvision found {cv['found']}"
+        print(f"{n}: stages {wb['stages']} found {wb['found']}; labels: {wb['label_model']}"
+              + (f"; cleanvision found {cv['found']}"
               if cv and "found" in cv else ""), file=sys.stderr)
     print("| images | workbench s | images/s | t / t(first) | peak RSS MiB (before the audit) | cleanvision "
           "| cleanvision / workbench |")

@@ -1,10 +1,10 @@
 """Out-of-sample class probabilities from the session's own model, by k-fold cross-validation (recipe I.2).
 
 Used only when the caller asks (``session.audit(label_model="session")``): the audit's default label
-model never depends on which runs exist. A trained run has seen every training example, so its predictions on them cannot judge their
-labels. Here the session's model is trained k times with the configuration of its latest finished
-run, each time on k-1 folds, and predicts the fold it did not see; cleanlab then reads those
-probabilities (``labels.py``). The global RNG is left as it was found.
+model never depends on which runs exist. A trained run has seen every training example, so its
+predictions on them cannot judge their labels. Here the session's model is trained k times with
+the configuration of its latest finished run, each time on k-1 folds, and predicts the fold it did
+not see; cleanlab then reads those probabilities (``labels.py``). The global RNG is left as it was found.
 """
 
 from __future__ import annotations

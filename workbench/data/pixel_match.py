@@ -27,7 +27,8 @@ def largest_difference(pictures: dict, pairs_a: np.ndarray, pairs_b: np.ndarray,
     """For each pair, the largest |pixel difference| after the best brightness match, alignment and blur.
 
     Pairs that differ by at most ``enough`` as they are (or at some shift) are not searched further:
-    the caller only needs to know they match. ``pictures`` maps an id to a uint8 (H, W) or (H, W, 3) picture (or None: unreadable, never a match).
+    the caller only needs to know they match. ``pictures`` maps an id to a uint8 (H, W) or (H, W, 3)
+    picture (or None: unreadable, never a match).
     Returns (difference, correlation) arrays, one value per pair; difference is in [0, 1] units.
     """
     n = len(pairs_a)
@@ -109,7 +110,7 @@ def _kind(a: np.ndarray, b: np.ndarray) -> tuple[int, bool]:
 
 
 def _arrays(pictures, ids, size: int, colour: bool) -> dict:
-    """{id: (C, size, size) float32 in [0, 1]}, C = 3 in colour (grayscale fills all three) else 1; resized in batches."""
+    """{id: (C, size, size) float32 in [0, 1]}; C = 3 in colour (grayscale fills all three), else 1."""
     by_shape = {}
     for k in ids.tolist():
         p = np.asarray(pictures[k])

@@ -148,7 +148,8 @@ class AuditReport:
         """One self-contained HTML page: summary, class balance, and the worst examples of each issue with pictures."""
         h = [f"<h1>Data audit <small>(recipe {self.recipe}: duplicates, corrupt data and labels, "
              "imbalance)</small></h1>",
-             f"<p>{html.escape(_splits_words(self.meta))}. Labels judged by: {html.escape(self.source or 'not run')}.</p>",
+             f"<p>{html.escape(_splits_words(self.meta))}. "
+             f"Labels judged by: {html.escape(self.source or 'not run')}.</p>",
              "<h2>Summary</h2>", self.summary.to_html(classes="t", na_rep="", float_format=_fmt)]
         if self.balance is not None:
             h += ["<h2>Classes per split</h2>", self.balance.T.to_html(classes="t")]
