@@ -18,3 +18,20 @@ def dirty():
 def clean_report():
     train, test = digits()
     return audit({"train": train, "test": test})
+
+
+@pytest.fixture(scope="session")
+def shapes(tmp_path_factory):
+    """A clean folder of 360 generated colour shapes and the same with 7 known defects, each audited once."""
+    from tests.data.shapes import dirty_shapes_folder, shapes_folder
+
+    clean, dirty = tmp_path_factory.mktemp("shapes-clean"), tmp_path_factory.mktemp("shapes-dirty")
+    shapes_folder(clean)
+    truth = dirty_shapes_folder(dirty)
+    return {"clean": audit(clean), "dirty": audit(dirty), "truth": truth}
+
+
+def flagged_files(report, issue) -> set:
+    """File names (relative to the folder) of the examples flagged with ``issue``."""
+    files = report.meta["files"]["data"]
+    return {files[i] for i in report.of(issue)["index"]}

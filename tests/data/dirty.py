@@ -62,7 +62,7 @@ def dirty_digits(seed: int = 0, label_noise: float = 0.05):
     pick = iter(rng.permutation(n).tolist())
     take = lambda k: [next(pick) for _ in range(k)]  # noqa: E731 - disjoint draws
     truth = {k: set() for k in ("exact_duplicate", "train_test_leak", "near_duplicate", "corrupt", "dark",
-                                "bright", "low_information", "outlier", "label_issue")}
+                                "bright", "low_information", "outlier", "noise", "label_issue")}
     kinds = {}
     add_X, add_Y, add_Xt, add_Yt = [], [], [], []
     for i in take(30):                                   # exact duplicates within train
@@ -94,9 +94,10 @@ def dirty_digits(seed: int = 0, label_noise: float = 0.05):
         x[0, 2 + i % 5, 2 + (i // 5) % 5] = 0.5
         X[i] = x
         truth["low_information"].add(("train", i))
-    for i in take(15):                                    # noise: far from every digit
+    for i in take(15):                                    # uniform noise: far from every digit, and pure noise
         X[i] = torch.rand(X[i].shape, generator=torch.Generator().manual_seed(i))
         truth["outlier"].add(("train", i))
+        truth["noise"].add(("train", i))
     for i in take(int(label_noise * n)):                  # wrong labels
         Y[i] = int((Y[i] + rng.integers(1, 10)) % 10)
         truth["label_issue"].add(("train", i))

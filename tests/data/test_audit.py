@@ -90,7 +90,8 @@ def test_audit_session_emits_progress_and_done():
     prog = [e[1] for e in s.events if e[0] == "audit_progress"]
     assert prog and {"done", "total", "stage"} <= set(prog[0]) and prog[-1]["done"] == prog[-1]["total"]
     assert report.meta["splits"] == {"train": len(train), "test": len(test)}
-    assert "the session's 2 run(s) were not used" in report.source
+    assert "the session's 2 run(s) were not used (label_model='auto')" in report.source
+    assert report.label_model.name == "embedding k-NN"
     with pytest.raises(DataError, match="unknown split 'valid'"):
         audit_session(s, splits=("valid",))
 

@@ -23,27 +23,35 @@ def scores(report, truth):
     return len(found & truth) / len(truth), len(found & truth) / max(1, len(found))
 
 
-def test_session_model_cross_validated_when_a_run_finished(flipped):
+def test_session_model_cross_validated_when_asked(flipped):
     s, truth = flipped
-    s.fit(epochs=5, lr=3e-3)
+    run = s.fit(epochs=5, lr=3e-3)
     stages = []
     s.on("audit_progress", lambda ev: stages.append(ev.stage))
-    report = s.audit(splits=("train",), issues=("label_issue",))
+    report = s.audit(splits=("train",), issues=("label_issue",), label_model="session")
     assert "5-fold cross-validation of the session's model (tiny_cnn)" in report.source
+    assert report.label_model.name == f"tiny_cnn (configuration of run {run.id})"
+    assert 0.85 <= report.label_model.accuracy <= 1.0, report.label_model
     assert any("cross-validation fold 5/5" in st for st in stages)
     recall, precision = scores(report, truth)
     assert recall >= 0.75 and precision >= 0.75, (recall, precision)  # measured 0.81 / 0.85
 
 
-def test_embedding_model_without_a_run_or_when_asked(flipped):
+def test_default_label_model_is_the_same_whatever_runs_exist(flipped):
+    """The same audit before and after runs: the same label model, accuracy and findings."""
     s, truth = flipped
-    report = s.audit(splits=("train",), issues=("label_issue",))
-    assert "k-nearest-neighbour" in report.source
-    with pytest.raises(wb.DataError, match="needs a finished run"):
+    before = s.audit(splits=("train",), issues=("label_issue",))
+    assert before.label_model.name == "embedding k-NN"
+    with pytest.raises(wb.DataError, match="needs a finished classification run"):
         s.audit(splits=("train",), issues=("label_issue",), label_model="session")
     s.fit(epochs=1)
-    report = s.audit(splits=("train",), issues=("label_issue",), label_model="embedding")
-    assert "k-nearest-neighbour" in report.source and "label_model='embedding'" in report.source
+    after = s.audit(splits=("train",), issues=("label_issue",))
+    assert after.label_model.name == before.label_model.name
+    assert after.label_model.accuracy == before.label_model.accuracy
+    assert after.issues["index"].tolist() == before.issues["index"].tolist()
+    assert "label_model='session' cross-validates" in after.source
+    recall, precision = scores(after, truth)
+    assert recall >= 0.8 and precision >= 0.8, (recall, precision)
 
 
 def test_cross_validation_leaves_the_rng_as_it_was(flipped):
@@ -52,5 +60,5 @@ def test_cross_validation_leaves_the_rng_as_it_was(flipped):
     torch.manual_seed(7)
     expected = torch.rand(3)
     torch.manual_seed(7)
-    s.audit(splits=("train",), issues=("label_issue",))
+    s.audit(splits=("train",), issues=("label_issue",), label_model="session")
     assert torch.equal(torch.rand(3), expected)

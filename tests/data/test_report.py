@@ -43,6 +43,7 @@ def test_json_round_trip(dirty, tmp_path):
     pd.testing.assert_frame_equal(back.issues, report.issues)
     assert back.summary["count"].tolist() == report.summary["count"].tolist()
     assert back.source == report.source and back.recipe == "I.2"
+    assert back.label_model == report.label_model and back.label_model.name == "embedding k-NN"
     suggested = [r.exclude_list()["suggested_label"].notna().sum() for r in (back, report)]
     assert suggested[0] == suggested[1] > 0
 
@@ -54,8 +55,9 @@ def test_csv_and_html(dirty, tmp_path):
     html = report.to_html()
     assert html.startswith("<!DOCTYPE html>") and "data:image/png;base64," in html
     assert "http://" not in html and "https://" not in html  # self-contained
-    for issue in ("exact_duplicate", "corrupt", "label_issue"):
+    for issue in ("exact_duplicate", "corrupt", "label_issue", "noise"):
         assert f"id='{issue}'" in html
+    assert "Labels judged by: embedding k-NN, held-out accuracy 92.9%" in html
     assert (tmp_path / "a.html").exists() is False and report.save(tmp_path / "a.html").read_text() == html
     with pytest.raises(DataError, match=r"\.json, \.csv or \.html"):
         report.save(tmp_path / "audit.xlsx")

@@ -3,8 +3,11 @@
 ``audit(data)`` takes a Dataset, an ``(X, Y)`` pair, a dict of splits or an image folder;
 ``audit_session(session)`` audits a Session's splits and reports progress as session events.
 Order of work: one scan of the data (scan.py), exact hashes (duplicates.py), one embedding and one
-neighbour index shared by near-duplicates, outliers and the label model (embed.py), then the
-cheap per-example and per-class finders. Every finder appends rows to the same issues table.
+neighbour index shared by near-duplicates (confirmed on the pixels: pixel_match.py), outliers and
+the label model (embed.py, labels.py), then the cheap per-example and per-class finders (noise,
+dark, bright, low information, imbalance). Every finder appends rows to the same issues table:
+a score and the reason for each flag. The label model is chosen by ``label_model``, never by
+which runs exist, and ``report.label_model`` names it with its held-out accuracy.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ import numpy as np
 
 from workbench.errors import DataError
 
-from . import balance, corruption, duplicates, labels, outliers, properties
+from . import balance, corruption, duplicates, noise, outliers, properties
 from .embed import embed, nearest_other, neighbours
 from .findings import ISSUE_TYPES, RECIPE, Findings
+from .label_model import judge_labels
 from .report import AuditReport, summary_frame
 from .scan import scan as scan_data
 from .sources import sources_of
@@ -29,18 +33,21 @@ class AuditOptions:
     """Every knob of the audit with its default; each is a keyword argument of ``audit()``."""
 
     issues: tuple = tuple(ISSUE_TYPES)  # the issue types to look for
-    near_dup_ratio: float = 0.3     # near-duplicate: closer than this x the typical distance to the k-th neighbour
+    near_dup_ratio: float = 0.4     # near-duplicate candidate: closer than this x the typical k-th neighbour distance
+    near_dup_max_diff: float = 0.15  # ... confirmed when the pictures differ by at most this per pixel (0-1 scale)
     neighbours: int = 10            # k of the neighbour index (near-duplicates, outliers)
     outlier_ratio: float = 2.5      # outlier: mean neighbour distance over this x the typical one
     dark_ratio: float = 0.4         # dark: 99th-percentile brightness under this x the typical one
     bright_ratio: float = 0.4       # bright: (1 - 1st-percentile brightness) under this x the typical one
     low_info_ratio: float = 0.4     # low_information: histogram entropy under this x the typical one
-    label_folds: int = 5            # folds of the label model (the session's model, or the embedding kNN)
-    label_model: str = "auto"       # session audits: "auto" (the session's model by k-fold cross-validation
-    #                                 when it has a finished run, else "embedding"), "session" or "embedding"
+    label_model: str = "auto"       # who judges the labels: "auto" and "embedding": the leave-one-out k-NN vote on
+    #                                 the audit's embedding (deterministic, whatever runs exist); "session": the
+    #                                 session's model by k-fold cross-validation with its latest finished run's setup
+    label_folds: int = 5            # folds of the cross-validated session model
     label_cv_epochs: int = 5        # at most this many epochs per fold when the session's model is used
     pred_probs: object = None       # out-of-sample probabilities: an (N, K) array, or {split: array}
-    pred_probs_source: str = "out-of-sample probabilities given by the caller"  # said in report.source
+    pred_probs_model: str = "the caller's model"  # which model made pred_probs (report.label_model.name)
+    pred_probs_source: str = "out-of-sample probabilities given by the caller"  # how (report.label_model.evaluation)
     label_filter: str = "prune_by_noise_rate"   # cleanlab's filter_by
     imbalance_ratio: float = 0.2    # rare class: fewer than this x the average class count
     shift_alpha: float = 1e-3       # split shift: chi-square p-value below this ...
@@ -94,17 +101,17 @@ def audit_session(session, splits=("train", "test"), *, progress=None, **options
             progress(done, total, stage)
 
     opts = make_options(options)
-    if opts.pred_probs is None and opts.label_model in ("auto", "session") and "label_issue" in opts.issues \
+    if opts.pred_probs is None and opts.label_model == "session" and "label_issue" in opts.issues \
             and opts.task in (None, "classification") and "train" in data:
         from .cross_val import session_pred_probs
 
         got = session_pred_probs(session, folds=opts.label_folds, max_epochs=opts.label_cv_epochs,
                                  progress=report_progress)
-        if got is not None:
-            opts.pred_probs, opts.pred_probs_source = got
-        elif opts.label_model == "session":
-            raise DataError("audit: label_model='session' needs a finished run to take its configuration from; "
-                            "train one with session.fit() or use label_model='embedding'")
+        if got is None:
+            raise DataError("audit: label_model='session' needs a finished classification run to take its "
+                            "configuration from and at least 2 examples of each class; train one with "
+                            "session.fit() or use label_model='embedding'")
+        opts.pred_probs, opts.pred_probs_source, opts.pred_probs_model = got
     sources = sources_of(data, chunk_size=opts.chunk_size, value_range=opts.value_range, task=opts.task)
     report = run(sources, opts, report_progress, label_note=_runs_note(session, opts))
     session.emit("audit_done", report=report)
@@ -179,7 +186,7 @@ def run(sources, opts: AuditOptions, progress=None, label_note: str = "") -> Aud
                          query_blur=qb)
         timings["embed"] = time.perf_counter() - t
     tick("embedding")
-    if E is not None and want & {"near_duplicate", "outlier"}:
+    if E is not None and (want & {"near_duplicate", "outlier"} or need_embed):
         t = time.perf_counter()
         dist, ind, index = neighbours(E, opts.neighbours, opts.seed)
         if Eb is not None and index is not None:
@@ -189,14 +196,22 @@ def run(sources, opts: AuditOptions, progress=None, label_note: str = "") -> Aud
 
     t = time.perf_counter()
     if dist is not None and "near_duplicate" in want:
-        nd = duplicates.find_near(scanned, E, H, dist, ind, reps, opts.near_dup_ratio, out, blurred)
+        nd = duplicates.find_near(scanned, E, H, dist, ind, reps, opts.near_dup_ratio, out, blurred,
+                                  opts.near_dup_max_diff)
         rules["near_duplicate"] = (0.5, f"embedding distance < {opts.near_dup_ratio:g} x typical distance to the "
-                                        f"{dist.shape[1]}th neighbour ({nd['typical']:.3g})")
+                                        f"{dist.shape[1]}th neighbour ({nd['typical']:.3g}), and pictures that "
+                                        f"differ by at most {opts.near_dup_max_diff:g} per pixel and channel after "
+                                        f"matching brightness ({nd['rejected']} candidate pairs rejected)")
     if dist is not None and "outlier" in want:
         members = _members_of(rep)
         od = outliers.find_outliers(scanned, reps, dist, opts.outlier_ratio, out, members)
         rules["outlier"] = (od["threshold"], f"mean neighbour distance > {opts.outlier_ratio:g} x typical "
                                              f"({od['typical']:.3g})")
+    if "noise" in want:
+        nz = noise.find_noise(scanned, out, _native_sizes(scanned))
+        if nz:
+            rules["noise"] = (nz["threshold"], f"neighbouring pixels correlate hardly more than pure noise's "
+                                               f"({nz['level']:.2f}) vs the typical image's {nz['typical']:.2f}")
     if want & {"dark", "bright", "low_information"}:
         rules.update(properties.find_properties(scanned, out, opts.dark_ratio, opts.bright_ratio,
                                                 opts.low_info_ratio))
@@ -206,14 +221,17 @@ def run(sources, opts: AuditOptions, progress=None, label_note: str = "") -> Aud
     t = time.perf_counter()
     rules["label_issue"] = (np.nan, f"cleanlab find_label_issues(filter_by={opts.label_filter!r}) on "
                                     "out-of-sample probabilities; score = 1 - label quality")
-    source = _labels(scanned, task, usable, rep, reps, E, opts, out, skipped, meta, label_note)
+    label_model = judge_labels(scanned, task, usable, rep, reps, (dist, ind), opts, out, skipped, label_note)
+    source = label_model.words()
+    meta["label_model_accuracy"] = label_model.accuracy
     timings["labels"] = time.perf_counter() - t
     tick("labels")
     table = _balance(scanned, usable, task, num_classes, opts, out, rules, skipped, meta)
     _statuses(scanned, want, E is None and len(reps) < 3, skipped)
 
     issues = out.frame()
-    report = AuditReport(issues, summary_frame(issues, n_total, rules, skipped), table, source)
+    report = AuditReport(issues, summary_frame(issues, n_total, rules, skipped), table, source,
+                         label_model=label_model)
     report.suggestions = out.extra
     report.meta = {"recipe": RECIPE, "splits": {s.name: s.n for s in sources}, "task": task,
                    "num_classes": num_classes, "is_image": scanned.is_image, "label_source": source,
@@ -251,7 +269,7 @@ def _statuses(scanned, want, too_few, skipped):
         skipped.setdefault("split_shift", "skipped: one split")
         skipped.setdefault("train_test_leak", "skipped: one split")
     if not scanned.is_image:
-        for k in ("dark", "bright", "low_information"):
+        for k in ("dark", "bright", "low_information", "noise"):
             skipped[k] = "skipped: the inputs are not images"
     if too_few:
         for k in ("near_duplicate", "outlier"):
@@ -261,78 +279,6 @@ def _statuses(scanned, want, too_few, skipped):
             skipped[k] = "not requested"
 
 
-def _labels(scanned, task, usable, rep, reps, E, opts, out, skipped, meta, note) -> str:
-    """Run the label finder when it applies; returns the words saying where the probabilities came from."""
-    if "label_issue" not in opts.issues:
-        return "not requested"
-    if task != "classification":
-        skipped["label_issue"] = f"skipped: {task} task"
-        return skipped["label_issue"]
-    rows = np.flatnonzero(usable & scanned.ok)
-    if opts.pred_probs is not None:
-        rows, P = _given_probs(scanned, rows, opts.pred_probs)
-        source = opts.pred_probs_source
-    if scanned.labels is None:
-        skipped["label_issue"] = "skipped: no labels"
-        return skipped["label_issue"]
-    if len(rows) < 10 or (E is None and opts.pred_probs is None):
-        skipped["label_issue"] = "skipped: fewer than 10 usable labelled examples"
-        return skipped["label_issue"]
-    classes, y = np.unique(scanned.labels[rows], return_inverse=True)
-    if len(classes) < 2:
-        skipped["label_issue"] = "skipped: one class"
-        return skipped["label_issue"]
-    if opts.pred_probs is not None:
-        if P.shape[1] < len(classes):
-            raise DataError(f"audit: pred_probs has {P.shape[1]} columns but the labels hold {len(classes)} classes")
-        P = P[:, classes.astype(int)]
-        P = P / P.sum(1, keepdims=True).clip(1e-12)
-    else:
-        counts = np.bincount(y)
-        keep = counts[y] >= 2  # a class seen once cannot be predicted out of sample
-        rows, y = rows[keep], np.unique(y[keep], return_inverse=True)[1]
-        classes = classes[counts >= 2]
-        if len(classes) < 2:  # e.g. every class seen exactly once: nothing to predict out of sample
-            skipped["label_issue"] = "skipped: fewer than two classes have two or more examples"
-            return skipped["label_issue"]
-        row_of = np.full(scanned.n, -1)
-        row_of[reps] = np.arange(len(reps))
-        P, acc, folds = labels.kfold_pred_probs(E[row_of[rep[rows]]], y, opts.label_folds, opts.seed)
-        source = (f"{folds}-fold k-nearest-neighbour classifier on the audit's embeddings "
-                  f"(out-of-sample accuracy {acc:.1%})")
-        meta["label_model_accuracy"] = acc
-        majority = np.bincount(y).max() / len(y)
-        if acc < majority + 0.5 * (1 - majority):
-            # A model that barely beats guessing calls every label wrong: no findings beat noise ones.
-            skipped["label_issue"] = (f"skipped: the embedding model's accuracy {acc:.0%} is too close to "
-                                      f"guessing ({majority:.0%}); pass pred_probs= from a trained model")
-            return skipped["label_issue"]
-    labels.find_label_issues(scanned, rows, y, P, classes, "the model", out, opts.label_filter)
-    return source + (f"; {note}" if note else "")
-
-
-def _given_probs(scanned, rows, pred_probs):
-    """Rows and probabilities from an (N, K) array (all splits in order) or a {split: array} dict."""
-    if isinstance(pred_probs, dict):
-        parts, P = [], []
-        for s, name in enumerate(scanned.split_names):
-            if name in pred_probs:
-                r = rows[scanned.split_id[rows] == s]
-                p = np.asarray(pred_probs[name], float)
-                n = int((scanned.split_id == s).sum())
-                if len(p) != n:
-                    raise DataError(f"audit: pred_probs[{name!r}] has {len(p)} rows, the split {n} examples")
-                parts.append(r)
-                P.append(p[scanned.index[r]])
-        if not parts:
-            raise DataError(f"audit: pred_probs names none of the splits {', '.join(scanned.split_names)}")
-        return np.concatenate(parts), np.concatenate(P)
-    p = np.asarray(pred_probs, float)
-    if p.ndim != 2 or len(p) != scanned.n:
-        raise DataError(f"audit: pred_probs must be an ({scanned.n}, K) array, got shape {p.shape}")
-    return rows, p[rows]
-
-
 def _runs_note(session, opts) -> str:
     if opts.pred_probs is not None:
         return ""
@@ -340,10 +286,22 @@ def _runs_note(session, opts) -> str:
         n = len(session.runs())
     except Exception:  # noqa: BLE001 - a session without a run store simply has no runs
         n = 0
-    # Trained runs saw the training examples, so their own predictions are not out of sample; the
-    # session's model is cross-validated instead when a run finished (label_model="auto" or "session").
-    return (f"the session's {n} run(s) were not used (label_model={opts.label_model!r}, or none completed); "
-            "their own predictions on training examples would not be out of sample") if n else ""
+    # The label model does not depend on what is on disk; say so where runs exist, and how to use one.
+    return (f"the session's {n} run(s) were not used (label_model={opts.label_model!r}); "
+            "label_model='session' cross-validates the session's model instead") if n else ""
+
+
+def _native_sizes(scanned) -> dict:
+    """{split: (H, W)} of the split's first usable picture (at most 96 px a side, as previews are)."""
+    sizes = {}
+    for s, name in enumerate(scanned.split_names):
+        first = np.flatnonzero(scanned.ok & (scanned.split_id == s))[:1]
+        if len(first):
+            try:
+                sizes[name] = tuple(np.asarray(scanned.previews[name](int(scanned.index[first[0]]))).shape[:2])
+            except Exception:  # noqa: BLE001 - without a picture the thumbnail size stands in
+                pass
+    return sizes
 
 
 def _infer_task(y) -> str:

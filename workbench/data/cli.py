@@ -67,7 +67,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _text(report, per_issue: int = 5) -> str:
-    lines = [repr(report), f"label issues: {report.source}"]
+    lines = [repr(report), f"labels judged by: {report.source}"]
     for issue, part in report.issues.groupby("issue", sort=False):
         lines.append(f"\n{issue} ({len(part)}):")
         for r in part.head(per_issue).itertuples():

@@ -1,10 +1,12 @@
 """Out-of-sample class probabilities from the session's own model, by k-fold cross-validation (recipe I.2).
 
-A trained run has seen every training example, so its predictions on them cannot judge their
-labels. Here the session's model is trained k times with the configuration of its latest finished
-run, each time on k-1 folds, and predicts the fold it did not see; cleanlab then reads those
-probabilities (``labels.py``). Each fold is the engine (the package's one training loop) with the run's
-optimizer, regularization and augmentation, drawing from its own random stream.
+Used only when the caller asks (``session.audit(label_model="session")``): the audit's default label
+model never depends on which runs exist. A trained run has seen every training example, so its
+predictions on them cannot judge their labels. Here the session's model is trained k times with
+the configuration of its latest finished run, each time on k-1 folds, and predicts the fold it did
+not see; cleanlab then reads those probabilities (``labels.py``). Each fold is the engine (the
+package's one training loop) with the run's optimizer, regularization and augmentation, drawing from
+its own random stream.
 """
 
 from __future__ import annotations
@@ -45,8 +47,8 @@ def _predict(session, model, dataset) -> np.ndarray:
 
 
 def session_pred_probs(session, folds: int = 5, max_epochs: int = 5, config: dict | None = None,
-                       progress=None) -> tuple[dict, str] | None:
-    """``({"train": (N, C) probabilities}, words saying how)`` or None when the session has no finished run.
+                       progress=None) -> tuple[dict, str, str] | None:
+    """``({"train": (N, C) probabilities}, words saying how, the model's name)``, or None without a finished run.
 
     Each fold trains ``min(run epochs, max_epochs)`` epochs with the run's optimizer, learning rate,
     weight decay, batch size and model arguments.
@@ -75,7 +77,7 @@ def session_pred_probs(session, folds: int = 5, max_epochs: int = 5, config: dic
     acc = correct / len(y)
     words = (f"{folds}-fold cross-validation of the session's model ({session.model_name}) with the configuration "
              f"of run {config['id']} ({epochs} epochs a fold; out-of-sample accuracy {acc:.1%})")
-    return {"train": probs}, words
+    return {"train": probs}, words, f"{session.model_name} (configuration of run {config['id']})"
 
 
 def _train_fold(session, config: dict, fit_idx, seed: int, epochs: int):

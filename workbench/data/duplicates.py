@@ -12,6 +12,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from . import pixel_match
 from .findings import Findings
 
 
@@ -50,36 +51,38 @@ def find_exact(scan, rep: np.ndarray, out: Findings) -> None:
                         "the evaluation sees training data")
 
 
-def find_near(scan, E, phashes, dist, ind, reps, ratio: float, out: Findings, blurred=None) -> dict:
-    """near_duplicate rows: sets of distinct examples closer than ``ratio`` x the typical neighbour distance.
+def find_near(scan, E, phashes, dist, ind, reps, ratio: float, out: Findings, blurred=None,
+              max_diff: float = 0.15) -> dict:
+    """near_duplicate rows: sets of distinct examples close in embedding space and confirmed on the pixels.
 
     ``E``, ``phashes``, ``dist``, ``ind`` are over ``reps`` (one example per exact set);
     ``blurred``: (distance, index) of each blurred example's nearest other example (resized copies).
-    Returns what the summary needs: the threshold and the reference distance.
+    A candidate pair becomes an edge only when its pictures differ by at most ``max_diff`` in any
+    pixel and channel after matching brightness (pixel_match.py): colour and structure must agree.
+    Returns what the summary needs: the threshold, the reference distance and the pairs rejected.
     """
     if len(reps) < 2 or dist.shape[1] == 0:
-        return {"threshold": np.nan, "typical": np.nan}
+        return {"threshold": np.nan, "typical": np.nan, "rejected": 0}
     typical = float(np.median(dist[:, -1]))  # distance to the k-th neighbour: hardly moved by a few copies
     thr = ratio * typical
-    rows, cols = np.nonzero(dist < thr)
-    edges = [(rows, ind[rows, cols], dist[rows, cols], thr)]
-    edges.append((*_hash_tier(E, phashes, 2 * thr), 2 * thr))  # an equal hash earns a looser distance
-    if blurred is not None:
-        bd, bi = blurred
-        close = np.flatnonzero(bd < thr)
-        edges.append((close, bi[close], bd[close], thr))
-    a, b, d = (np.concatenate([e[i] for e in edges]) for i in range(3))
-    rel = np.concatenate([e[2] / max(e[3], 1e-12) for e in edges])  # distance / the tier's limit, in [0, 1)
+    a, b, d, rel = _candidates(E, phashes, dist, ind, thr, blurred)
+    diff, corr = pixel_match.largest_difference(_Pictures(scan, reps), a, b, enough=0.5 * max_diff)
+    keep = (diff <= max_diff) & (corr >= 0.9)
+    stats = {"threshold": thr, "typical": typical, "rejected": int((~keep).sum()), "candidates": len(a)}
+    a, b, d, rel, diff = a[keep], b[keep], d[keep], rel[keep], diff[keep]
     if len(a) == 0:
-        return {"threshold": thr, "typical": typical}
+        return stats
     n = len(reps)
     graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n))
     ncomp, comp = connected_components(graph, directed=False)
-    # Each member's score: how close its nearest fellow member is (0.5 at the tier's limit, 1 for a copy).
-    best, best_rel = np.full(n, np.inf), np.full(n, np.inf)
+    # Each member's score: how close its nearest fellow member is, in the embedding and on the
+    # pixels (0.5 at either limit, 1 for an identical picture).
+    best, best_rel, best_diff = np.full(n, np.inf), np.full(n, np.inf), np.full(n, np.inf)
+    worst = np.maximum(rel, diff / max_diff)
     for x in (a, b):
         np.minimum.at(best, x, d)
-        np.minimum.at(best_rel, x, rel)
+        np.minimum.at(best_rel, x, worst)
+        np.minimum.at(best_diff, x, diff)
     sizes = np.bincount(comp, minlength=ncomp)
     in_set = np.flatnonzero(sizes[comp] > 1)
     for c_members in _groups(comp, in_set):
@@ -92,9 +95,47 @@ def find_near(scan, E, phashes, dist, ind, reps, ratio: float, out: Findings, bl
             score = float(np.clip(1 - 0.5 * best_rel[j], 0.5, 1.0))
             more = " ..." if len(g_members) > 6 else ""
             out.add(scan, g, "near_duplicate", score, gid,
-                    f"near copy of {_names(scan, others)}{more} (set of {len(g_members)}, distance "
-                    f"{best[j]:.3g} vs typical {typical:.3g}){cross}")
-    return {"threshold": thr, "typical": typical}
+                    f"near copy of {_names(scan, others)}{more} (set of {len(g_members)}): embedding distance "
+                    f"{best[j]:.3g} vs typical {typical:.3g}; pictures differ by at most {best_diff[j]:.2f} "
+                    f"per pixel after matching brightness (limit {max_diff:g}){cross}")
+    return stats
+
+
+def _candidates(E, phashes, dist, ind, thr, blurred):
+    """Candidate pairs (a < b, each once) from the neighbour, hash and blur tiers: a, b, distance, distance/limit."""
+    rows, cols = np.nonzero(dist < thr)
+    edges = [(rows, ind[rows, cols], dist[rows, cols], thr)]
+    edges.append((*_hash_tier(E, phashes, 2 * thr), 2 * thr))  # an equal hash earns a looser distance
+    if blurred is not None:
+        bd, bi = blurred
+        close = np.flatnonzero(bd < thr)
+        edges.append((close, bi[close], bd[close], thr))
+    a, b, d = (np.concatenate([e[i] for e in edges]) for i in range(3))
+    rel = np.concatenate([e[2] / max(e[3], 1e-12) for e in edges])  # distance / the tier's limit, in [0, 1)
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    order = np.lexsort((rel, hi, lo))
+    lo, hi, d, rel = lo[order], hi[order], d[order], rel[order]
+    first = np.ones(len(lo), bool)
+    first[1:] = (lo[1:] != lo[:-1]) | (hi[1:] != hi[:-1])  # the closest tier's record of each pair
+    return lo[first], hi[first], d[first], rel[first]
+
+
+class _Pictures:
+    """Picture of a rep row (uint8, as the report shows it), read once and only when asked."""
+
+    def __init__(self, scan, reps):
+        self.scan, self.reps, self.cache = scan, reps, {}
+
+    def get(self, j):
+        if j not in self.cache:
+            split, index = self.scan.where(self.reps[j])
+            try:
+                self.cache[j] = self.scan.previews[split](index)
+            except Exception:  # noqa: BLE001 - an unreadable picture confirms nothing
+                self.cache[j] = None
+        return self.cache[j]
+
+    __getitem__ = get
 
 
 def _hash_tier(E, phashes, limit):

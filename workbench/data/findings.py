@@ -10,6 +10,7 @@ RECIPE = "I.2"
 # name -> what a person should know about it; the order is the report's order.
 ISSUE_TYPES = {
     "corrupt": "cannot be decoded or read, NaN/inf, blank, values out of range, odd shape, invalid label",
+    "noise": "random values in place of a picture: neighbouring pixels hardly more alike than in pure noise",
     "exact_duplicate": "identical decoded pixels as another example of the same split",
     "train_test_leak": "identical decoded pixels in two splits: the evaluation sees training data",
     "near_duplicate": "resized, re-encoded, shifted or brightness-shifted copy of another example",

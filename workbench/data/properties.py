@@ -4,7 +4,10 @@ Measured per image by the scanner on brightness in [0, 1] (perceived brightness 
 the 99th percentile (dark: even the brightest pixels are dim), the 1st percentile (bright: even
 the darkest pixels are light) and the entropy of the brightness histogram (low information: few
 distinct values, e.g. a nearly empty image). Thresholds are relative to the dataset's median, so
-a dataset of night scenes is not flagged wholesale; only images unlike the rest are.
+a dataset of night scenes is not flagged wholesale; only images unlike the rest are. A flagged
+value must also lie beyond the dataset's own spread (3 robust standard deviations below the
+median): where the measure varies widely by design (small and large shapes on flat backgrounds
+have histogram entropies from 0.03 to 0.6) its low end is the data, not a defect.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from .findings import Findings
+
+SPREADS = 3.0
 
 
 def find_properties(scan, out: Findings, dark_ratio=0.4, bright_ratio=0.4, low_info_ratio=0.4) -> dict:
@@ -33,8 +38,11 @@ def find_properties(scan, out: Findings, dark_ratio=0.4, bright_ratio=0.4, low_i
             continue
         score = np.clip(1 - m / typical, 0, 1)
         cut = 1 - ratio
-        for g in np.flatnonzero(ok & (score >= cut)):
+        spread = 1.4826 * float(np.median(np.abs(m[ok] - typical)))  # robust standard deviation (MAD)
+        unusual = m < typical - SPREADS * spread
+        for g in np.flatnonzero(ok & (score >= cut) & unusual):
             detail = words.format(v=m[g], t=typical, b=1 - m[g], tb=1 - typical)
             out.add(scan, g, issue, float(score[g]), None, detail)
-        rules[issue] = (cut, f"measure < {ratio:g} x typical ({typical:.3g})")
+        rules[issue] = (cut, f"measure < {ratio:g} x typical ({typical:.3g}) and < typical - {SPREADS:g} x its "
+                             f"robust spread ({spread:.3g})")
     return rules

@@ -12,7 +12,7 @@ import html
 import io
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,24 @@ from workbench.errors import DataError
 from .findings import COLUMNS, ISSUE_TYPES, RECIPE
 
 # What exclude_list() acts on by default: sure-footed findings. Property outliers are for review.
-DEFAULT_EXCLUDE = ("corrupt", "exact_duplicate", "train_test_leak", "near_duplicate", "label_issue")
+DEFAULT_EXCLUDE = ("corrupt", "noise", "exact_duplicate", "train_test_leak", "near_duplicate", "label_issue")
+
+
+@dataclass
+class LabelModel:
+    """Which model judged the labels (recipe I.2) and its accuracy on labels it did not see."""
+
+    name: str                       # e.g. "embedding k-NN", "tiny_cnn (configuration of run ...)"
+    accuracy: float | None          # held-out accuracy (leave-one-out or cross-validated); None: not run
+    evaluation: str                 # how its probabilities were made out of sample
+    skipped: str = ""               # why label issues were not looked for ("" when they were)
+
+    def words(self) -> str:
+        """One line for the report: the model, its held-out accuracy and how, or why it was skipped."""
+        if self.accuracy is None:
+            return self.skipped or "not run"
+        head = f"{self.name}, held-out accuracy {self.accuracy:.1%} ({self.evaluation})"
+        return f"{head}; {self.skipped}" if self.skipped else head
 
 
 @dataclass
@@ -38,6 +55,7 @@ class AuditReport:
     previews: dict = field(default_factory=dict, repr=False)   # (split, index) -> uint8 image
     suggestions: dict = field(default_factory=dict, repr=False)  # (split, index) -> {suggested_label}
     recipe: str = RECIPE
+    label_model: LabelModel | None = None  # who judged the labels, and how well
 
     # ------------------------------------------------------------------------------ what to act on
     def exclude_list(self, issues=DEFAULT_EXCLUDE) -> pd.DataFrame:
@@ -91,8 +109,9 @@ class AuditReport:
                    "counts": {k: self.balance[k].astype(int).tolist() for k in self.balance.columns}}
         issues = self.issues.astype({"group": object}).to_dict("records")
         sugg = [{"split": s, "index": i, **v} for (s, i), v in self.suggestions.items()]
+        lm = asdict(self.label_model) if self.label_model is not None else None
         return _clean({"recipe": self.recipe, "source": self.source, "meta": self.meta, "summary": summary,
-                       "balance": bal, "issues": issues, "suggestions": sugg})
+                       "balance": bal, "issues": issues, "suggestions": sugg, "label_model": lm})
 
     def save(self, path) -> Path:
         """Write the report as .json (everything), .csv (the issues table) or .html (the page), by suffix."""
@@ -121,14 +140,16 @@ class AuditReport:
             bal = pd.DataFrame(d["balance"]["counts"], index=pd.Index(d["balance"]["classes"], name="class"))
         sugg = {(r["split"], r["index"]): {k: v for k, v in r.items() if k not in ("split", "index")}
                 for r in d.get("suggestions") or []}
-        return cls(issues, summary, bal, d.get("source", ""), d.get("meta", {}), {}, sugg, d.get("recipe", RECIPE))
+        lm = LabelModel(**d["label_model"]) if d.get("label_model") else None
+        return cls(issues, summary, bal, d.get("source", ""), d.get("meta", {}), {}, sugg, d.get("recipe", RECIPE), lm)
 
     # ------------------------------------------------------------------------------ looking at it
     def to_html(self, per_issue: int = 24) -> str:
         """One self-contained HTML page: summary, class balance, and the worst examples of each issue with pictures."""
         h = [f"<h1>Data audit <small>(recipe {self.recipe}: duplicates, corrupt data and labels, "
              "imbalance)</small></h1>",
-             f"<p>{html.escape(_splits_words(self.meta))}. Label issues: {html.escape(self.source or 'not run')}.</p>",
+             f"<p>{html.escape(_splits_words(self.meta))}. "
+             f"Labels judged by: {html.escape(self.source or 'not run')}.</p>",
              "<h2>Summary</h2>", self.summary.to_html(classes="t", na_rep="", float_format=_fmt)]
         if self.balance is not None:
             h += ["<h2>Classes per split</h2>", self.balance.T.to_html(classes="t")]
