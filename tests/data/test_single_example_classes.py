@@ -17,7 +17,8 @@ def test_every_class_with_exactly_one_example_is_audited_to_the_end():
     X, Y = _one_per_class(40)
     report = audit((X, Y))
     assert report.summary.loc["label_issue", "count"] == 0
-    assert report.summary.loc["label_issue", "status"] == "skipped: fewer than two classes have two or more examples"
+    assert report.summary.loc["label_issue", "status"] == ("skipped: fewer than 2 classes with 2 or more usable "
+                                                           "labelled examples")
     assert report.summary.loc["class_imbalance", "count"] == 0 and len(report.balance) == 40
 
 
@@ -25,4 +26,4 @@ def test_one_class_with_two_examples_among_singletons_is_still_skipped():
     X, Y = _one_per_class(12)
     Y[11] = 0  # class 0 twice, ten classes once
     report = audit((X, Y))
-    assert "fewer than two classes" in report.summary.loc["label_issue", "status"]
+    assert "fewer than 2 classes" in report.summary.loc["label_issue", "status"]
