@@ -118,7 +118,8 @@ class Watch:
                  train=None, test=None, task: str = "classification", num_classes: int | None = None,
                  instruments="default", every: int | None = None, epochs: int | None = None,
                  steps_per_epoch: int | None = None, root="runs", name: str | None = None,
-                 log_every: int = 32, config: dict | None = None, serve: int | bool = False):
+                 log_every: int = 32, config: dict | None = None, serve: int | bool = False,
+                 tensorboard=False):
         if not isinstance(model, nn.Module):
             raise WorkbenchError(f"wb.watch needs the nn.Module you train, got {type(model).__name__}")
         if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
@@ -142,6 +143,11 @@ class Watch:
         self._epoch_start = 0
         self._score = self._count = None
         self._attach(instruments, every)
+        self.tensorboard = None
+        if tensorboard:  # True: <run>/tensorboard; a path: <path>/<run id>
+            from workbench.instruments.tensorboard_live import TensorBoardLive
+
+            self.tensorboard = TensorBoardLive(None if tensorboard is True else tensorboard).attach(self.session)
         self._start(name, config or {})
         self.steplog = StepLog(self.run, self.session.emit, every=log_every)
         if optimizer is not None:
@@ -279,6 +285,8 @@ class Watch:
         self._record_verdicts()
         self.run.close()
         self.run.export_csv()
+        if self.tensorboard is not None:
+            self.tensorboard.detach()
 
     def _record_verdicts(self) -> None:
         """Each instrument's verdict at the end, on the run: another process (the app, a test) reads them back."""
