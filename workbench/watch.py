@@ -119,7 +119,7 @@ class Watch:
                  instruments="default", every: int | None = None, epochs: int | None = None,
                  steps_per_epoch: int | None = None, root="runs", name: str | None = None,
                  log_every: int = 32, config: dict | None = None, serve: int | bool = False,
-                 tensorboard=False):
+                 tensorboard=False, optimizer_hook: bool = True):
         if not isinstance(model, nn.Module):
             raise WorkbenchError(f"wb.watch needs the nn.Module you train, got {type(model).__name__}")
         if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
@@ -150,7 +150,7 @@ class Watch:
             self.tensorboard = TensorBoardLive(None if tensorboard is True else tensorboard).attach(self.session)
         self._start(name, config or {})
         self.steplog = StepLog(self.run, self.session.emit, every=log_every)
-        if optimizer is not None:
+        if optimizer is not None and optimizer_hook:
             self._hooks.append(optimizer.register_step_pre_hook(self._before_update))
         _open.add(self)
         if serve:
@@ -182,6 +182,14 @@ class Watch:
         self.session.emit("run_start", run=self.run, trainer=self.trainer)
 
     # -- the loop's lines ------------------------------------------------------------------------
+    def gradients_ready(self, optimizer=None) -> None:
+        """Tell the instruments the gradients are final and the weights not yet updated (``after_backward``).
+
+        The optimizer's pre-step hook calls it; call it yourself with ``optimizer_hook=False`` when the
+        optimizer computes its gradients inside ``step(closure)`` (LBFGS, Lightning's automatic optimization).
+        """
+        self._before_update(optimizer or self.optimizer, (), {})
+
     def _before_update(self, optimizer, args, kwargs) -> None:
         # the optimizer's pre-step hook: gradients are final (all-reduced under DDP), weights not yet updated
         if not self.closed and self.session.bus.has("after_backward"):
