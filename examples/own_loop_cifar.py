@@ -7,7 +7,7 @@ norms and the NaN/inf trap) in the served app and in ``session.runs()``. The dat
 so there is something to learn and nothing to download.
 
     python examples/own_loop_cifar.py                 # runs under ./runs
-    WORKBENCH_SERVE=5006 python examples/own_loop_cifar.py   # also serves the app while it trains
+    WORKBENCH_SERVE=5006 python examples/own_loop_cifar.py   # the app while it trains, and after (Ctrl+C)
 """
 
 import os
@@ -85,8 +85,4 @@ for epoch in range(EPOCHS):
             running_loss = 0.0
     w.epoch()  # workbench
 
-print("Finished Training", w.run.id)
-if SERVE and os.environ.get("WORKBENCH_HOLD"):  # keep the app up for a look (the browser test reads it)
-    import time
-
-    time.sleep(float(os.environ["WORKBENCH_HOLD"]))
+print("Finished Training", w.run.id, flush=True)
