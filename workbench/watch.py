@@ -17,7 +17,10 @@ The loop adds a line per step and one per epoch::
         w.epoch()          # the whole test set is evaluated when no val_loss is given (II.3)
 
 The run ends by itself after ``epochs`` epochs, on ``w.close()``, at the end of a ``with`` block
-(``failed`` with the error on an exception) or at interpreter exit. Owner: ``session=`` when given;
+(``failed`` with the error on an exception) or at interpreter exit. ``tensorboard=True`` writes
+event files as it trains; ``serve=PORT`` serves the app over the run's session. An optimizer that
+computes its gradients inside ``step(closure)`` (LBFGS, Lightning) needs ``optimizer_hook=False``
+and ``w.gradients_ready()`` after the backward. Call ``w.step`` once per optimizer step. Owner: ``session=`` when given;
 else a ``Session`` built from ``train=``/``test=`` (datasets or DataLoaders), which the app and the
 checks can use; else a light owner (a ``RunStore`` under ``root`` and an ``EventBus``) with the
 instruments that need no data. Under ``torchrun``/DDP only rank 0 records and instruments; the
@@ -129,27 +132,15 @@ class Watch:
         spe = steps_per_epoch or (len(train) if isinstance(train, DataLoader) else None)
         self.trainer = LoopState(self.model, optimizer, steps_per_epoch=spe or 1)
         self._spe_known = spe is not None
-        self.closed, self.run, self.server = False, None, None
+        self.closed, self.run, self.session, self.server, self.tensorboard = False, None, None, None, None
+        self._hooks, self._epoch_losses, self._epoch_start = [], [], 0
+        self._score = self._count = None
         if not self.active:  # DDP rank > 0: quiet, no hooks, no run, nothing to wait for
             self.closed = True
             return
-        self.device = _device_of(self.model)
-        self.session = session if session is not None else _owner(self.model, train, test, task, num_classes,
-                                                                   root, self.device)
-        self.task = self.session.task
-        self.trainer.task, self.trainer.device, self.trainer.session = self.task, self.device, self.session
-        self._hooks: list = []
-        self._epoch_losses: list[float] = []
-        self._epoch_start = 0
-        self._score = self._count = None
-        self._attach(instruments, every)
-        self.tensorboard = None
-        if tensorboard:  # True: <run>/tensorboard; a path: <path>/<run id>
-            from workbench.instruments.tensorboard_live import TensorBoardLive
-
-            self.tensorboard = TensorBoardLive(None if tensorboard is True else tensorboard).attach(self.session)
-        self._start(name, config or {})
-        self.steplog = StepLog(self.run, self.session.emit, every=log_every)
+        self._own(session, train, test, task, num_classes, root)
+        self._attach(instruments, every, tensorboard)
+        self._start(name, config or {}, log_every)
         if optimizer is not None and optimizer_hook:
             self._hooks.append(optimizer.register_step_pre_hook(self._before_update))
         _open.add(self)
@@ -157,17 +148,27 @@ class Watch:
             self.serve(5006 if serve is True else int(serve))
 
     # -- setup -----------------------------------------------------------------------------------
-    def _attach(self, instruments, every) -> None:
-        if instruments is None:
-            return
-        from workbench.instruments import _names, attach
+    def _own(self, session, train, test, task, num_classes, root) -> None:
+        self.device = _device_of(self.model)
+        self.session = session if session is not None else _owner(self.model, train, test, task, num_classes,
+                                                                   root, self.device)
+        self.task = self.session.task
+        self.trainer.task, self.trainer.device, self.trainer.session = self.task, self.device, self.session
 
-        names = [n for n in _names(instruments)
-                 if not (n in NEEDS_DATA and not hasattr(self.session, "batch"))
-                 and not (n in NEEDS_OPTIMIZER and self.optimizer is None)]
-        attach(self.session, names, every=every)
+    def _attach(self, instruments, every, tensorboard) -> None:
+        if instruments is not None:
+            from workbench.instruments import _names, attach
 
-    def _start(self, name, extra: dict) -> None:
+            names = [n for n in _names(instruments)
+                     if not (n in NEEDS_DATA and not hasattr(self.session, "batch"))
+                     and not (n in NEEDS_OPTIMIZER and self.optimizer is None)]
+            attach(self.session, names, every=every)
+        if tensorboard:  # True: <run>/tensorboard; a path: <path>/<run id>
+            from workbench.instruments.tensorboard_live import TensorBoardLive
+
+            self.tensorboard = TensorBoardLive(None if tensorboard is True else tensorboard).attach(self.session)
+
+    def _start(self, name, extra: dict, log_every: int) -> None:
         opt = self.optimizer
         group = opt.param_groups[0] if opt is not None else {}
         config = {"model": type(self.model).__name__, "task": self.task.name, "num_classes": self.task.num_classes,
@@ -179,6 +180,7 @@ class Watch:
         self.run.model, self.run.trainer, self.trainer.run = self.model, self.trainer, self.run
         self.session.register_run(self.run)
         self.session.last_run = self.run
+        self.steplog = StepLog(self.run, self.session.emit, every=log_every)
         self.session.emit("run_start", run=self.run, trainer=self.trainer)
 
     # -- the loop's lines ------------------------------------------------------------------------
@@ -203,7 +205,7 @@ class Watch:
         The loss stays on the device (read in batches); pass ``output`` and ``y`` for the training metric.
         """
         if self.closed:
-            return not self.active or False  # a quiet rank keeps going; a closed run says stop
+            return not self.active  # a quiet rank keeps going; a closed run says stop
         if not isinstance(loss, torch.Tensor):
             raise WorkbenchError(f"w.step(loss) needs the loss tensor (not {type(loss).__name__}): pass the value "
                                  "you called backward() on, without .item()")
@@ -288,7 +290,6 @@ class Watch:
         self.run.set_status(status, epochs_done=self.trainer.epoch,
                             steps_done=self.trainer.step, **extra)
         self.run.error = error
-        self.run.close()
         self.session.emit("run_end", run=self.run, status=status)
         self._record_verdicts()
         self.run.close()
@@ -318,7 +319,11 @@ class Watch:
         return False
 
     def serve(self, port: int = 5006, address: str = "127.0.0.1"):
-        """Serve the workbench app over this run's session in a background thread (needs ``train=``)."""
+        """Serve the workbench app over this run's session in a background thread (needs ``train=``).
+
+        The server thread keeps the script alive after the loop, so the run can still be looked at:
+        Ctrl+C ends it.
+        """
         if not hasattr(self.session, "eval_set"):
             raise WorkbenchError("the app needs the data: pass train= (and test=) to wb.watch, or session=")
         import panel as pn

@@ -108,3 +108,28 @@ def test_from_lightning_needs_data(tmp_path):
         wb.Session.from_lightning(DigitsModule())
     with pytest.raises(wb.WorkbenchError, match="LightningModule"):
         wb.Session.from_lightning(nn.Linear(2, 2))
+
+
+@pytest.mark.slow
+def test_ddp_strategy_records_one_run_from_global_rank_zero(tmp_path, digits):
+    import json
+    import math
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(here.parents[1])}
+    out = subprocess.run([sys.executable, str(here / "lightning_ddp_worker.py"), str(tmp_path / "runs")], env=env,
+                         capture_output=True, text=True, timeout=500)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1])["world_size"] == 2
+    store = wb.store.RunStore(tmp_path / "runs")
+    assert len(store.ids()) == 1  # rank 1 stayed quiet
+    run = store.load(store.ids()[0])
+    per_rank = math.ceil(math.ceil(len(digits[0]) / 2) / 64)  # the DistributedSampler: half the examples each
+    assert run.status == "completed" and run.config["world_size"] == 2
+    assert len(run.step_records) == 2 * per_rank and run.metrics["step"].tolist() == [per_rank, 2 * per_rank]
+    verdicts = run.records("instrument").set_index("name")
+    assert set(verdicts.index) == set(wb.instruments.DEFAULT) and (verdicts["records"] > 0).all()
