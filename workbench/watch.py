@@ -159,9 +159,12 @@ class Watch:
         if instruments is not None:
             from workbench.instruments import _names, attach
 
+            # an instrument the session already has (an open view streams it) is kept, unless ``every`` differs
+            have = {i.name: i.every for i in getattr(self.session, "instruments", []) if hasattr(i, "every")}
             names = [n for n in _names(instruments)
                      if not (n in NEEDS_DATA and not hasattr(self.session, "batch"))
-                     and not (n in NEEDS_OPTIMIZER and self.optimizer is None)]
+                     and not (n in NEEDS_OPTIMIZER and self.optimizer is None)
+                     and not (n in have and every in (None, have[n]))]
             attach(self.session, names, every=every)
         if tensorboard:  # True: <run>/tensorboard; a path: <path>/<run id>
             from workbench.instruments.tensorboard_live import TensorBoardLive

@@ -204,3 +204,22 @@ def test_step_needs_the_loss_tensor(tmp_path):
         w.step(0.5)
     w.close()
     assert np.isfinite(0.0) and w.run.status == "completed"
+
+
+def test_a_sessions_attached_instruments_are_kept(loop_parts, tmp_path):
+    model, opt, loader, train, test = loop_parts
+    s = wb.Session(wb.models.tiny_cnn, train, test, seed=0, root=tmp_path / "runs")
+    (kept,) = s.instrument("grad_norms", every=3)
+    w = wb.watch(model, opt, session=s)
+    x, y = next(iter(loader))
+    for _ in range(6):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        w.step(loss)
+    w.close()
+    inst = kept.instrument
+    assert wb.instruments.get(s, "grad_norms") is inst and [r["step"] for r in inst.since(0)] == [3, 6]
+    assert {i.name for i in s.instruments} == set(wb.instruments.DEFAULT)  # the others were attached
+    assert s.last_run is w.run and s.runs()["id"].tolist() == [w.run.id]
