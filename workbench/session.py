@@ -18,6 +18,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from workbench.datasets import as_dataset, labels_of, preprocessing_of
+from workbench.engine.rng import seeded
+from workbench.engine.runner import Runner
 from workbench.errors import DataError, ModelError, RunError
 from workbench.events import EventBus, Handle
 from workbench.store import Run, RunStore
@@ -52,6 +54,7 @@ class Session:
         self.bus = EventBus()
         self.store = RunStore(root)
         self.name = name or getattr(self.train, "name", "") or type(self.train).__name__
+        self.runner = Runner(self.name)  # long work runs here, one job at a time (fit, checks, search, ...)
         self._live_runs: dict[str, Run] = {}
         self.last_run: Run | None = None
         self.results: dict = {}  # latest CheckResult per check name, for the views
@@ -101,7 +104,9 @@ class Session:
 
     # ------------------------------------------------------------------------------- seeding
     def seed_everything(self, seed: int | None = None) -> int:
-        """Seed python, numpy and torch (recipe II.1); returns the seed used."""
+        """Seed python, numpy and torch process-wide (recipe II.1), for the user's own code; returns the seed.
+
+        The package itself never calls it: its trainings draw from their own streams (engine/rng.py)."""
         seed = self.seed if seed is None else int(seed)
         random.seed(seed)
         np.random.seed(seed % 2**32)
@@ -132,9 +137,11 @@ class Session:
 
         ``width`` (and other keyword arguments) go to a factory that accepts them (recipe II.9).
         """
-        rng = self.rng_state()
-        self.seed_everything(seed)
-        try:
+        if self.deterministic and self.device.type == "cuda":
+            # cuDNN picks non-deterministic convolution kernels unless told otherwise (recipe II.1 on a GPU)
+            torch.backends.cudnn.deterministic = True
+            torch.backends.cudnn.benchmark = False
+        with seeded(self.seed if seed is None else int(seed)):  # the process's generators are left alone
             if self._template is not None:
                 if width is not None or kwargs:
                     raise ModelError("the session was given a module, not a factory; "
@@ -147,8 +154,6 @@ class Session:
             for hook in self.init_hooks.values():  # e.g. the output bias set by apply_bias_init (II.5)
                 with torch.no_grad():
                     hook(model)
-        finally:
-            self.set_rng_state(rng)
         return model
 
     @property
@@ -214,7 +219,7 @@ class Session:
                           shuffle=(split == "train") if shuffle is None else shuffle,
                           generator=g, drop_last=drop_last, num_workers=self.num_workers,
                           worker_init_fn=_seed_worker if self.num_workers else None,
-                          persistent_workers=False, pin_memory=self.device.type == "cuda")
+                          persistent_workers=self.num_workers > 0, pin_memory=self.device.type == "cuda")
 
     def split(self, name: str) -> Dataset:
         ds = {"train": self.train, "test": self.test, "val": self.val, "eval": self.eval_set}.get(name)
@@ -281,7 +286,10 @@ class Session:
         """Train a fresh seeded model (Adam, no decay, no augmentation by default: II.2, III.M2, III.M4).
 
         After each epoch the WHOLE held-out set is evaluated (II.3). Returns the Run; with
-        ``background=True`` it trains in a thread (``run.stop()``, ``run.wait()``).
+        ``background=True`` it trains as a job of the session's runner (``run.stop()``, ``run.wait()``).
+        Speed options: ``precision="32" | "bf16" | "fp16"`` (autocast; a grad scaler for fp16),
+        ``channels_last=True``, ``compile=True`` (torch.compile), ``checkpoint_every=K`` steps
+        (mid-epoch checkpoints), ``log_every=N`` (step losses read from the device every N steps).
         """
         from workbench.train import fit
 
@@ -289,11 +297,16 @@ class Session:
                    lr_schedule=lr_schedule, early_stopping=early_stopping, callbacks=callbacks,
                    background=background, **options)
 
-    def resume(self, run_id: str, epochs: int | None = None, *, background: bool = False, augment=None) -> Run:
-        """Continue a run from its last checkpoint, up to ``epochs`` in total (its config's by default)."""
+    def resume(self, run_id: str, epochs: int | None = None, *, background: bool = False, augment=None,
+               optimizer=None, lr_schedule=None, early_stopping=None) -> Run:
+        """Continue a run from its last checkpoint, up to ``epochs`` in total (its config's by default).
+
+        Runtime objects the run was trained with (a callable optimizer, schedule or augmentation) are
+        passed again; a run that needs one says which."""
         from workbench.train import resume
 
-        return resume(self, run_id, epochs=epochs, background=background, augment=augment)
+        return resume(self, run_id, epochs=epochs, background=background, augment=augment, optimizer=optimizer,
+                      lr_schedule=lr_schedule, early_stopping=early_stopping)
 
     # ------------------------------------------------------------------------------- runs
     def runs(self) -> pd.DataFrame:

@@ -49,7 +49,10 @@ def drive(session, model, steps, lr=1e-2, batch_size=32):
             after = {n: p.detach().clone() for n, p in model.named_parameters()}
             saved[step] = SimpleNamespace(before=before, after=after, grads=grads, loss=loss.item())
             session.emit("step_end", run=run, trainer=trainer, step=step, epoch=step / len(loader),
-                         data_loss=loss.item(), reg_loss=0.0, model=model, x=x, y=y, output=out)
+                         data_loss=loss.detach(), reg_loss=0.0, model=model, x=x, y=y, output=out)
+            session.emit("steps_logged", run=run, records=[{
+                "kind": "step", "step": step, "epoch": step / len(loader), "data_loss": loss.item(), "reg_loss": 0.0,
+                "loss": loss.item(), "lr": lr}])
             if step >= steps or run.stopped:
                 break
         if run.stopped:

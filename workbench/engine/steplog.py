@@ -19,19 +19,25 @@ import torch
 
 
 class StepLog:
-    """Buffer step losses on the device; ``flush()`` reads them at once, writes the records, emits ``steps_logged``."""
+    """Buffer step losses on the device; ``flush()`` reads them at once, writes the records, emits ``steps_logged``.
+
+    A step's losses are named parts: ``data_loss`` (required), ``reg_loss`` and any others a loss
+    function reports (distillation's ``soft_loss``/``hard_loss``); ``loss`` is data + reg.
+    """
 
     def __init__(self, run=None, emit=None, every: int = 32):
         self.run, self.emit, self.every = run, emit, max(1, int(every))
-        self._steps: list[tuple[int, float, torch.Tensor, torch.Tensor | float, float]] = []
+        self._steps: list[tuple[int, float, dict, float | None]] = []
         self._lock = threading.Lock()
         self.diverged: dict | None = None  # the first non-finite step once a flush saw it
         self.last: dict | None = None  # the newest record read back
+        self.values: list[float] = []  # every data loss read back, in order (kept only with keep=True)
+        self.keep = False
 
-    def add(self, step: int, epoch: float, data_loss: torch.Tensor, reg_loss=0.0, lr: float | None = None) -> bool:
+    def add(self, step: int, epoch: float, parts: dict, lr: float | None = None) -> bool:
         """Keep one step's losses (detached, still on the device); True when the buffer is due to be read."""
         with self._lock:
-            self._steps.append((step, epoch, data_loss.detach(), _detach(reg_loss), lr))
+            self._steps.append((step, epoch, {k: _detach(v) for k, v in parts.items()}, lr))
             return len(self._steps) >= self.every
 
     def __len__(self) -> int:
@@ -44,20 +50,22 @@ class StepLog:
             pending, self._steps = self._steps, []
         if not pending or self.diverged is not None:
             return []
-        data = torch.stack([p[2].float().reshape(()) for p in pending]).tolist()  # the one sync
-        regs = [p[3] for p in pending]
-        if any(isinstance(r, torch.Tensor) for r in regs):
-            dev = pending[0][2].device
-            regs = torch.stack([torch.as_tensor(r, device=dev).float().reshape(()) for r in regs]).tolist()
+        names = list(dict.fromkeys(k for p in pending for k in p[2]))
+        dev = next((v.device for p in pending for v in p[2].values() if isinstance(v, torch.Tensor)), None)
+        table = _read(pending, names, dev)  # the one sync: steps x parts
         records = []
-        for (step, epoch, _, _, lr), dl, rl in zip(pending, data, regs, strict=True):
-            rec = {"kind": "step", "step": step, "epoch": epoch, "data_loss": dl, "reg_loss": float(rl),
-                   "loss": dl + float(rl), "lr": lr}
+        for (step, epoch, _, lr), row in zip(pending, table, strict=True):
+            rec = {"kind": "step", "step": step, "epoch": epoch, **dict(zip(names, row, strict=True))}
+            rec.setdefault("reg_loss", 0.0)
+            rec["loss"] = rec["data_loss"] + rec["reg_loss"]
+            rec["lr"] = lr
             records.append(rec)
             if not math.isfinite(rec["loss"]):
-                self.diverged = {"kind": "diverged", "step": step, "epoch": epoch, "data_loss": dl,
-                                 "reg_loss": float(rl)}
+                self.diverged = {"kind": "diverged", "step": step, "epoch": epoch, "data_loss": rec["data_loss"],
+                                 "reg_loss": rec["reg_loss"]}
                 break
+        if self.keep:
+            self.values.extend(r["data_loss"] for r in records)
         if self.run is not None:
             _log_many(self.run, records + ([self.diverged] if self.diverged else []))
         if records:
@@ -65,6 +73,16 @@ class StepLog:
         if self.emit is not None and records:
             self.emit("steps_logged", run=self.run, records=records)
         return records
+
+
+def _read(pending, names, dev) -> list[list[float]]:
+    nan = float("nan")
+    if dev is None:
+        return [[float(p[2].get(n, nan)) for n in names] for p in pending]
+    cols = [torch.as_tensor(p[2].get(n, nan), device=dev).float().reshape(()) for p in pending for n in names]
+    flat = torch.stack(cols).tolist()
+    w = len(names)
+    return [flat[i * w:(i + 1) * w] for i in range(len(pending))]
 
 
 def _detach(v):

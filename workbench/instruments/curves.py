@@ -22,7 +22,8 @@ class Curves(Instrument):
     name, recipe, title = "curves", "P.1", "Loss and metric curves"
     default_every = 1
     maxlen = 12000  # hard bound of the stream; step points are thinned well before it (max_points)
-    subscriptions = (("step_end", True), ("epoch_end", False))
+    # step losses arrive in batches read off the device (steps_logged), never one host sync per step
+    subscriptions = (("steps_logged", False), ("epoch_end", False))
 
     def __init__(self, every: int | None = None, maxlen: int | None = None, log: bool = True,
                  noise_threshold: float = 0.3, gap_threshold: float = 0.1, max_points: int = 2000):
@@ -44,14 +45,17 @@ class Curves(Instrument):
         self.metric = ev.trainer.task.metric
         self.higher_is_better = getattr(ev.trainer.task, "higher_is_better", True)
 
-    def on_step_end(self, ev) -> None:
-        self._n_steps += 1
-        if self._n_steps % self.stride:
-            return
-        self.push({"kind": "step", "step": ev.step, "epoch": ev.epoch, "loss": ev.data_loss + ev.reg_loss,
-                   "data_loss": ev.data_loss, "reg_loss": ev.reg_loss, "n": self._n_steps})
-        if self._n_steps // self.stride >= self.max_points:
-            self._thin()
+    def on_steps_logged(self, ev) -> None:
+        for r in ev.records:
+            if r["step"] % self.every:
+                continue  # the instrument's cadence, counted in the run's steps
+            self._n_steps += 1
+            if self._n_steps % self.stride:
+                continue
+            self.push({"kind": "step", "step": r["step"], "epoch": r["epoch"], "loss": r["loss"],
+                       "data_loss": r["data_loss"], "reg_loss": r["reg_loss"], "n": self._n_steps})
+            if self._n_steps // self.stride >= self.max_points:
+                self._thin()
 
     def _thin(self) -> None:
         with self._lock:

@@ -5,14 +5,14 @@ born in one layer spreads to every layer before it: the trap names the non-finit
 the output in *forward* order (learned from the first training step's call order), i.e. the first
 one backprop reached.
 
-The trap tests the gradients every ``trap_every`` steps (by default on the norms' own cadence, so
-it costs nothing extra; ``trap_every=1`` tests every step, one fused ``_foreach_norm`` each). When
-it fires it logs a ``nan_trap`` record on the run (``where="gradient"``) and asks the run to stop.
-Between two tests nothing escapes: a non-finite gradient makes the optimizer write non-finite
-weights, so the next step's loss is NaN/inf and the run ends as ``diverged``. When a run ends the
-trap looks at the weights once: non-finite ones name the layer the same way (``where="weights"``,
-with the step whose update wrote them); a diverged loss with finite weights is a bad sample or
-too high a learning rate (``where="loss"``).
+The trap never syncs the device per step: after every backward one fused ``_foreach_norm`` marks,
+on the device, the first step at which each parameter's gradient was non-finite. The marks are read
+with the step losses (``steps_logged``, the engine's one read every N steps), every ``trap_every``
+steps, and when the run ends. A gradient that went bad before the loss did names its layer
+(``where="gradient"``, with that step); a loss that went NaN/inf first, with finite gradients
+before it, is a bad sample or too high a learning rate (``where="loss"``). When it fires it logs a
+``nan_trap`` record on the run and asks the run to stop. Without the per-step marks (a loop that
+emits no ``after_backward``), the weights are looked at once when the run ends (``where="weights"``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class GradNorms(Instrument):
     name, recipe, title = "grad_norms", "P.3", "Gradient norms"
     default_every = 25
     maxlen = 1000
-    subscriptions = (("after_backward", True), ("run_end", False))
+    subscriptions = (("after_backward", True), ("steps_logged", False), ("run_end", False))
 
     def __init__(self, every: int | None = None, maxlen: int | None = None, trap: bool = True,
                  stop: bool = True, vanishing: float = 1e-8, trap_every: int | None = None):
@@ -50,10 +50,12 @@ class GradNorms(Instrument):
         self._hooks: list = []
         self._params: list | None = None
         self._first_step = None  # a bus handle on step_end, for the first step of a run only
+        self._first_bad: torch.Tensor | None = None  # per parameter: first step with a non-finite gradient (-1: none)
+        self._bad_names: list[str] = []
 
     def cadence(self, event: str) -> int:
-        # after_backward is needed on the norms' steps and on the trap's: their common divisor
-        return math.gcd(self.every, self.trap_every) if event == "after_backward" and self.trap else self.every
+        # the trap marks every step on the device (no sync); the norms are read on their cadence
+        return 1 if event == "after_backward" and self.trap else self.every
 
     def reset(self) -> None:
         self.trapped = None
@@ -65,6 +67,7 @@ class GradNorms(Instrument):
         self._remove_hooks()
         # walking the module tree costs more than the trap itself: list the parameters once per run
         self._params = list(ev.trainer.model.named_parameters())
+        self._first_bad, self._bad_names = None, []
         order = self._order
         for name, module in ev.trainer.model.named_modules():
             if any(True for _ in module.parameters(recurse=False)):
@@ -93,7 +96,7 @@ class GradNorms(Instrument):
     @torch.no_grad()
     def on_after_backward(self, ev) -> None:
         cadence = ev.step % self.every == 0
-        trap = self.trap and self.trapped is None and ev.step % self.trap_every == 0
+        trap = self.trap and self.trapped is None
         if not (cadence or trap):
             return
         params = self._params if self._params is not None else list(ev.model.named_parameters())
@@ -101,8 +104,10 @@ class GradNorms(Instrument):
         if not named:
             return
         norms = torch.stack(torch._foreach_norm([g for _, g in named])).double()
-        if trap and not bool(torch.isfinite(norms).all()):
-            self._spring(ev, [n for n, _ in named], norms)
+        if trap:
+            self._mark(ev.step, [n for n, _ in named], norms)
+            if ev.step % self.trap_every == 0:
+                self._read_marks(ev.run)
         if cadence:
             values = norms.cpu().tolist()
             layers: dict[str, float] = {}
@@ -114,13 +119,36 @@ class GradNorms(Instrument):
             total = math.sqrt(sum(v * v for v in values))
             self.push({"step": ev.step, "total": total, "layers": layers})
 
-    def _spring(self, ev, names: list[str], norms: torch.Tensor) -> None:
-        bad = [layer_of(n) for n, ok in zip(names, torch.isfinite(norms).tolist(), strict=True) if not ok]
-        first, bad = self._origin(bad, names)
-        self._report(ev.run, {"kind": "nan_trap", "step": ev.step, "where": "gradient", "layer": first,
-                              "layers": bad,
-                              "message": f"NaN/inf gradient first appears in layer {first!r} at step {ev.step} "
-                                         f"(backprop carries it into {len(bad) - 1} layer(s) before it)"})
+    def _mark(self, step: int, names: list[str], norms: torch.Tensor) -> None:
+        """On the device, no sync: remember the first step each parameter's gradient was non-finite."""
+        if self._first_bad is None or len(names) != len(self._bad_names):
+            self._first_bad = torch.full((len(names),), -1, dtype=torch.long, device=norms.device)
+            self._bad_names = list(names)
+        newly = (~torch.isfinite(norms)) & (self._first_bad < 0)
+        self._first_bad = torch.where(newly, torch.full_like(self._first_bad, step), self._first_bad)
+
+    def _read_marks(self, run, loss_step: int | None = None) -> None:
+        """Read the marks (one small copy); spring when a gradient went bad before the loss did."""
+        if self._first_bad is None or self.trapped is not None:
+            return
+        marks = self._first_bad.tolist()
+        bad_steps = [m for m in marks if m >= 0]
+        if not bad_steps or (loss_step is not None and min(bad_steps) >= loss_step):
+            return  # finite gradients, or they went bad only with (after) the loss: the loss's verdict
+        step = min(bad_steps)
+        bad = [layer_of(n) for n, m in zip(self._bad_names, marks, strict=True) if m == step]
+        first, bad = self._origin(bad, self._bad_names)
+        self._report(run, {"kind": "nan_trap", "step": step, "where": "gradient", "layer": first, "layers": bad,
+                           "message": f"NaN/inf gradient first appears in layer {first!r} at step {step} "
+                                      f"(backprop carries it into {len(bad) - 1} layer(s) before it)"})
+
+    def on_steps_logged(self, ev) -> None:
+        if not self.trap or self.trapped is not None:
+            return
+        loss_step = next((r["step"] for r in ev.records if not math.isfinite(r["loss"])), None)
+        self._read_marks(ev.run, loss_step)
+        if self.trapped is None and loss_step is not None and self._first_bad is not None:
+            self._report(ev.run, _loss_verdict(loss_step))
 
     @torch.no_grad()
     def on_run_end(self, ev) -> None:
@@ -129,6 +157,10 @@ class GradNorms(Instrument):
         model = getattr(ev.run, "model", None)
         if not self.trap or self.trapped is not None or model is None or ev.status == "failed":
             return
+        if self._first_bad is not None:  # the per-step marks are the evidence: read them a last time
+            self._read_marks(None)
+            if self.trapped is not None or ev.status != "diverged":
+                return
         # a gradient trap between two tests shows in the weights: one pass over them, once per run
         named = list(model.named_parameters())
         bad = [layer_of(n) for n, p in named if not bool(torch.isfinite(p).all())]
@@ -142,11 +174,10 @@ class GradNorms(Instrument):
                                            f"wrote non-finite weights there (and in {len(bad) - 1} layer(s) "
                                            "before it, where backprop carried it)"})
         elif ev.status == "diverged":
-            self._report(None, {"kind": "nan_trap", "step": last, "where": "loss", "layer": None, "layers": [],
-                                "message": "the loss went NaN/inf with finite weights and gradients: a bad sample "
-                                           "or too high a learning rate (B.4)"})
+            self._report(None, _loss_verdict(last))
 
     def release(self) -> None:
+        self._first_bad = None
         self._remove_hooks()
 
     def _origin(self, bad: list[str], names: list[str]) -> tuple[str, list[str]]:
@@ -190,3 +221,9 @@ class GradNorms(Instrument):
                                          f"at step {last['step']}: check the initialisation (P.3)", **ev)
         return self._verdict("ok", f"total gradient norm {last['total']:.3g} at step {last['step']}; "
                                    f"no NaN/inf", **ev)
+
+
+def _loss_verdict(step) -> dict:
+    return {"kind": "nan_trap", "step": step, "where": "loss", "layer": None, "layers": [],
+            "message": f"the loss went NaN/inf at step {step} with finite weights and gradients before it: a bad sample or too "
+                       "high a learning rate (B.4)"}
