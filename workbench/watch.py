@@ -220,7 +220,7 @@ class Watch:
         in_epoch = t.step - self._epoch_start if self._spe_known else 0
         epoch = t.epoch + min(in_epoch, t.steps_per_epoch) / t.steps_per_epoch
         lr = self.optimizer.param_groups[0]["lr"] if self.optimizer is not None else None
-        if self.steplog.add(t.step, epoch, loss, reg_loss, lr):
+        if self.steplog.add(t.step, epoch, {"data_loss": loss, "reg_loss": reg_loss}, lr):
             self._flush()
         if output is not None and y is not None:
             self._add_score(output, y)
