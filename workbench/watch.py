@@ -179,6 +179,8 @@ class Watch:
                   "optimizer": type(opt).__name__.lower() if opt is not None else None, "lr": group.get("lr"),
                   "weight_decay": group.get("weight_decay"), "device": self.device.type, "seed": None,
                   "world_size": world_size(), "source": "watch", "name": name, "parent": None, "tags": {}, **extra}
+        if self.epochs is None:
+            del config["epochs"]  # unknown: views then show the epochs done, not a wrong total
         self.run = self.session.store.create(config, name=name)
         self.run.model, self.run.trainer, self.trainer.run = self.model, self.trainer, self.run
         self.session.register_run(self.run)

@@ -79,6 +79,8 @@ def test_watched_loop_records_run_and_instruments(loop_parts, tmp_path):
     assert set(verdicts.index) == set(wb.instruments.DEFAULT)
     assert (verdicts["records"] > 0).all() and not (verdicts["status"] == "empty").any()
     assert len(wb.instruments.get(s, "first_layer").since(0)) == 3  # at the start and after each epoch
+    curves = wb.instruments.get(s, "curves").frame()  # fed by the step log's batched reads, not per step
+    assert curves["loss"].tolist() == steps["loss"].tolist()
     assert wb.instruments.get(s, "histograms").since(0)[0]["layers"]
 
 
@@ -223,3 +225,26 @@ def test_a_sessions_attached_instruments_are_kept(loop_parts, tmp_path):
     assert wb.instruments.get(s, "grad_norms") is inst and [r["step"] for r in inst.since(0)] == [3, 6]
     assert {i.name for i in s.instruments} == set(wb.instruments.DEFAULT)  # the others were attached
     assert s.last_run is w.run and s.runs()["id"].tolist() == [w.run.id]
+
+
+def test_live_curves_view_streams_a_watched_run(loop_parts, tmp_path):
+    from workbench.ui.curves import LiveCurves
+
+    model, opt, loader, train, test = loop_parts
+    w = wb.watch(model, opt, train=loader, test=test, root=tmp_path / "runs", instruments=["curves"], log_every=4)
+    view = LiveCurves(w.session)
+    assert view.run is w.run  # the view shows the session's newest run: the watched one
+    for i, (x, y) in enumerate(loader):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        w.step(loss)
+        if i == 9:
+            view.flush()
+            assert len(view.step_source.data["loss"]) == 8  # two reads of four steps each so far
+    row = w.epoch()
+    view.flush()
+    assert view.epoch_source.data["val_loss"] == [pytest.approx(row["val_loss"])]
+    assert f"run {w.run.id}" in view.status and "epoch 1/1" in view.status
+    w.close()
