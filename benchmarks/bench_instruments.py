@@ -91,7 +91,7 @@ def fit_loop(s, epochs: int, cadence, checkpoint: bool = False) -> list[float]:
     return [r["loss"] for r in run.step_records]
 
 
-def overhead(epochs: int, repeats: int) -> list[dict]:
+def overhead(epochs: int, repeats: int, only: list[str] | None = None) -> list[dict]:
     train, test = wb.datasets.digits()
     s = wb.Session(wb.models.tiny_cnn, train, test, seed=0, root=tempfile.mkdtemp(prefix="bench-inst-"))
     configs = {
@@ -106,6 +106,9 @@ def overhead(epochs: int, repeats: int) -> list[dict]:
         "your loop + wb.watch, no instruments": lambda: user_loop(s, epochs, instruments=[]),
         "your loop + wb.watch, all instruments": lambda: user_loop(s, epochs, instruments="default"),
     }
+    if only:  # e.g. --only "your loop": the plain loop, bare fit and the rows named, for a quieter comparison
+        keep = ("plain PyTorch loop", "session.fit, no instruments", "your loop, losses on the device")
+        configs = {k: v for k, v in configs.items() if k in keep or any(o in k for o in only)}
     reference = configs["plain PyTorch loop"]()  # warm-up, and the losses every config must reproduce
     times = {k: [] for k in configs}
     for _ in range(repeats):  # interleaved, so load from other processes hits every config alike
@@ -174,10 +177,11 @@ def main() -> None:
     ap.add_argument("--memory-steps", type=int, default=10000)
     ap.add_argument("--memory-cadence", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--only", action="append", default=None, help="configurations whose name contains this")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    rows = overhead(args.epochs, args.repeats)
+    rows = overhead(args.epochs, args.repeats, args.only)
     print(f"\n### Instrument overhead: tiny_cnn on digits, {args.epochs} epochs ({rows[0]['steps']} steps), "
           f"median of {args.repeats}, {torch.get_num_threads()} thread(s); per-step losses identical in every row\n")
     print("| configuration | median s | ratio to plain loop | ratio to bare fit | ratio to your loop |")

@@ -80,7 +80,7 @@ def test_watched_loop_records_run_and_instruments(loop_parts, tmp_path):
     assert (verdicts["records"] > 0).all() and not (verdicts["status"] == "empty").any()
     assert len(wb.instruments.get(s, "first_layer").since(0)) == 3  # at the start and after each epoch
     curves = wb.instruments.get(s, "curves").frame()  # fed by the step log's batched reads, not per step
-    assert curves["loss"].tolist() == steps["loss"].tolist()
+    assert curves["loss"].tolist() == steps["loss"].tolist()[4::5]  # every=5
     assert wb.instruments.get(s, "histograms").since(0)[0]["layers"]
 
 
