@@ -343,7 +343,7 @@ class Session:
         """Part I: duplicates, corruption, label issues, imbalance and leakage (recipe I.2)."""
         from workbench.data.audit import audit_session
 
-        return audit_session(self, splits=splits, **options)
+        return self.runner.call("audit", audit_session, self, splits=splits, **options)
 
     def check(self, name: str, **options):
         """Run one sanity check of part II by name; returns a CheckResult."""
@@ -373,13 +373,13 @@ class Session:
         """LR range test (recipe B.1)."""
         from workbench.tune.lr_find import lr_find
 
-        return lr_find(self, **options)
+        return self.runner.call("lr_find", lr_find, self, **options)
 
     def search(self, space=None, **options):
         """Random search over LR and weight decay on Optuna (recipe B.2, B.3)."""
         from workbench.tune.search import search
 
-        return search(self, space=space, **options)
+        return self.runner.call("search", search, self, space=space, **options)
 
     def diagnose(self, run=None, **options):
         """Findings on a run's curves with the recipe's advice (recipe B.4)."""
@@ -397,13 +397,13 @@ class Session:
         """Ensembles of seeds, configurations or checkpoints (recipe IV.1-IV.3)."""
         from workbench.ensemble import ensemble
 
-        return ensemble(self, kind=kind, n=n, **options)
+        return self.runner.call("ensemble", ensemble, self, kind=kind, n=n, **options)
 
     def distill(self, teacher, student=None, **options):
         """Distil a teacher (often an ensemble) into one network (recipe IV.5)."""
         from workbench.ensemble import distill
 
-        return distill(self, teacher, student, **options)
+        return self.runner.call("distill", distill, self, teacher, student, **options)
 
     @classmethod
     def from_lightning(cls, module, datamodule=None, **options):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from workbench.engine.averaging import WeightAveraging
 from workbench.engine.config import RUNTIME_FIELDS, RunConfig, describe
 from workbench.engine.evaluate import evaluate as _evaluate
 from workbench.engine.loop import Engine
@@ -24,7 +25,6 @@ from workbench.engine.precision import check_precision
 from workbench.engine.rng import RngStream
 from workbench.errors import DataError, ModelError, RunError, WorkbenchError
 from workbench.store import Run
-
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
@@ -225,8 +225,6 @@ def _averaging(cfg: RunConfig) -> list:
     """The EMA / SWA callback a run asks for (IV.4), or none."""
     if cfg.ema is None and not cfg.swa:
         return []
-    from workbench.ensemble.averaging import WeightAveraging
-
     return [WeightAveraging(decay=cfg.ema, swa=cfg.swa)]
 
 
@@ -263,7 +261,8 @@ def _finish(session, run: Run, engine: Engine) -> None:
     session.model = engine.model
     session.emit("run_end", run=run, status=run.status)
     engine._callback("on_run_end")
-    # a finished run lets go of its optimizer state, loader and step buffers (memory comes back)
+    # a finished run lets go of its optimizer state, gradients, loader and step buffers (memory comes back)
+    engine.optimizer.zero_grad(set_to_none=True)
     run.trainer = Ended(engine.step, engine.epoch, engine.steps_per_epoch)
     session._live_runs.pop(run.id, None)
 

@@ -8,20 +8,15 @@ a wrong check name or option raises a WorkbenchError (that is the caller's mista
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import time
 import traceback
-
-import torch
 
 from workbench.checks.base import REGISTRY, CheckResult, preserved, register
 from workbench.errors import WorkbenchError
 
 _MODULES = ("architecture", "data_pipeline", "init_loss", "bias_init", "determinism", "regularization",
             "dependency", "gradcheck", "overfit", "baselines", "capacity")
-
-THREADS = 1  # torch threads while a check runs on CPU (None: leave torch's setting)
 
 for _m in _MODULES:
     importlib.import_module(f"workbench.checks.{_m}")
@@ -50,12 +45,16 @@ def run_check(session, name: str, **opts) -> CheckResult:
     if unknown:
         raise WorkbenchError(f"check {name!r} has no option {', '.join(map(repr, unknown))}; "
                              f"its options are: {spec.options}")
+    return session.runner.call("check", _run_check, session, spec, name, opts)
+
+
+def _run_check(session, spec, name: str, opts: dict) -> CheckResult:
     start = time.perf_counter()
     if spec.tasks is not None and session.task.name not in spec.tasks:
         res = CheckResult(name, "skip", {}, None, f"applies to task {' or '.join(spec.tasks)}, "
                           f"not {session.task.name!r}", spec.recipe)
     else:
-        with preserved(session), _threads(session):
+        with preserved(session):
             try:
                 res = spec.fn(session, **opts)
             except WorkbenchError as e:
@@ -70,19 +69,6 @@ def run_check(session, name: str, **opts) -> CheckResult:
     return res
 
 
-@contextlib.contextmanager
-def _threads(session):
-    # the checks train tiny models: on a shared CPU, intra-op threads only contend (measured 70x slower
-    # per step with 2 threads than 1 on a loaded 2-core machine), so a check runs single-threaded
-    before = torch.get_num_threads()
-    if session.device.type == "cpu" and THREADS:
-        torch.set_num_threads(THREADS)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def run_checks(session, names=None, **per_check) -> list[CheckResult]:
     """Run every check (or ``names``) in order; options per check as ``overfit_batch={"steps": 200}``."""
     chosen = globals()["names"]() if names is None else [names] if isinstance(names, str) else list(names)
@@ -95,7 +81,8 @@ def run_checks(session, names=None, **per_check) -> list[CheckResult]:
     for k, v in per_check.items():
         if not isinstance(v, dict):
             raise WorkbenchError(f"options for {k!r} must be a dict like {{'steps': 100}}, got {v!r}")
-    return [run_check(session, n, **per_check.get(n, {})) for n in chosen]
+    # one job for the whole list: a second request queues behind it, not between its checks
+    return session.runner.call("checks", lambda: [run_check(session, n, **per_check.get(n, {})) for n in chosen])
 
 
 def table(results):

@@ -108,12 +108,14 @@ def register(name: str, recipe: str, tasks=None, order: int = 100):
 
 @contextlib.contextmanager
 def preserved(session):
-    """Restore the session's model (weights, buffers, train/eval mode, requires_grad), RNG and last run."""
+    """Restore the session's model (weights, buffers, train/eval mode, requires_grad) and last run.
+
+    The process's random generators need no restoring: every check trains and draws through its own
+    streams (workbench/engine/rng.py), never through a reseed."""
     model = session.model
     state = copy.deepcopy(model.state_dict()) if isinstance(model, nn.Module) else None
     training = [(m, m.training) for m in model.modules()] if isinstance(model, nn.Module) else []
     grads = [(p, p.requires_grad) for p in model.parameters()] if isinstance(model, nn.Module) else []
-    rng = session.rng_state()
     last_run = session.last_run
     reg = (session.regularizer, session.reg_strength)
     grad_enabled = torch.is_grad_enabled()
@@ -128,7 +130,6 @@ def preserved(session):
                 m.training = t
             for p, rg in grads:
                 p.requires_grad_(rg)
-        session.set_rng_state(rng)
         session.last_run = last_run
         session.regularizer, session.reg_strength = reg
 
@@ -164,46 +165,26 @@ def batches(session, split: str = "train", batch_size: int | None = None, seed: 
 
 
 def train_steps(session, model: nn.Module, stream, steps: int, lr: float = 1e-3, reg: bool = False,
-                record: bool = True) -> list[float]:
+                record: bool = True, on_step=None, seed: int | None = None) -> list[float]:
     """Adam on ``steps`` batches from ``stream`` (an iterator, or a fixed (x, y) pair); the data losses.
 
-    Regularization stays off unless ``reg`` (recipe II.2, L.3); stops early on a NaN/inf loss.
+    Runs on the engine (the package's one training loop) with no events and no run on disk, drawing
+    from its own stream seeded with ``seed`` (the session's by default). Regularization stays off
+    unless ``reg`` (recipe II.2, L.3); stops at a NaN/inf loss. ``on_step(engine, x, y, out, loss)``
+    may return True to stop early.
     """
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    losses = []
-    for _ in range(int(steps)):
-        x, y = stream if isinstance(stream, tuple) else next(stream)
-        loss = session.data_loss(model(x), y)
-        total = loss + session.reg_loss(model) if reg else loss
-        if record:
-            losses.append(float(loss.detach()))
-        if not torch.isfinite(total.detach()):
-            break
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
-    return losses
+    from workbench.engine.loop import Engine
+
+    engine = Engine.quiet(session, model, torch.optim.Adam(model.parameters(), lr=lr), seed=seed,
+                          reg_strength=None if reg else 0.0)
+    return engine.run_steps(stream, steps, on_step=on_step)
 
 
-@torch.no_grad()
 def evaluate_on(session, model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 512) -> dict:
     """Eval-mode data loss and metric of ``model`` on the tensors ``x``/``y`` (all of them)."""
-    was = model.training
-    model.eval()
-    loss_sum = score_sum = 0.0
-    n = 0
-    try:
-        for i in range(0, len(x), chunk):
-            xb, yb = x[i:i + chunk], y[i:i + chunk]
-            out = model(xb)
-            loss_sum += float(session.data_loss(out, yb)) * len(yb)
-            sc, cnt = session.task.score(out, yb)
-            score_sum += sc
-            n += cnt
-    finally:
-        model.train(was)
-    return {"loss": loss_sum / max(n, 1), "metric": score_sum / max(n, 1), "n": n}
+    from workbench.engine.evaluate import evaluate
+
+    return evaluate(session, model, (x, y), batch_size=chunk)
 
 
 def split_tensors(session, split: str, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -33,7 +33,6 @@ def input_independent(session, *, steps: int = 150, lr: float = 3e-3, margin: fl
     runs = {}
     for kind in ("zeros", "real"):
         zero = torch.zeros_like if kind == "zeros" else None
-        session.seed_everything()
         model = session.new_model()
         losses = train_steps(session, model, batches(session, transform=zero), steps, lr=lr)
         ev = evaluate_on(session, model, torch.zeros_like(xe) if zero else xe, ye)
@@ -79,7 +78,6 @@ def generalization(session, *, steps: int = 300, lr: float = 3e-3, margin: float
     """Train ``steps`` batches on the full training set; the held-out loss must be ``margin`` (relative)
     below the best constant prediction, and the metric clearly better than chance (3 standard errors)."""
     xe, ye = split_tensors(session, session.eval_split, _eval_limit(eval_examples))
-    session.seed_everything()
     model = session.new_model()
     losses = train_steps(session, model, batches(session), steps, lr=lr)
     ev = evaluate_on(session, model, xe, ye)

@@ -42,7 +42,6 @@ def check(session, *, widths: tuple | None = None, steps: int = 150, lr: float =
     x, y = split_tensors(session, "train", examples)
     rows = []
     for w in widths:
-        session.seed_everything()
         model = session.new_model(width=w)
         n_params = sum(p.numel() for p in model.parameters())
         curve = train_steps(session, model, batches(session), steps, lr=lr)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from workbench.checks.base import register, result, split_tensors
+from workbench.engine.rng import seeded
 from workbench.errors import ModelError
 
 BATCH, CAUSAL = "batch_dependency", "causality"
@@ -50,9 +51,9 @@ def forward_with_probe(model: nn.Module, x: torch.Tensor):
 def _grad_of(model, x, select, seed):
     """Gradient on the probe of ``select(output).sum()``, per example and time: shape (B,) or (B, T)."""
     model.zero_grad(set_to_none=True)
-    torch.manual_seed(seed)  # the same dropout mask for every backward
-    out, probe = forward_with_probe(model, x)
-    select(out).sum().backward()
+    with seeded(seed):  # the same dropout mask for every backward
+        out, probe = forward_with_probe(model, x)
+        select(out).sum().backward()
     g = probe.grad.detach().abs()
     return g, out.shape
 

@@ -13,29 +13,25 @@ import itertools
 
 import torch
 
-from workbench.checks.base import register, result
+from workbench.checks.base import register, result, train_steps
 
 NAME = "determinism"
 
 
 def _run(session, steps, lr):
-    session.seed_everything()
+    """One short training on the engine (the loop fit uses), from the session's seed; what each step saw."""
     model = session.new_model()
     init = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
     loader = session.loader("train", shuffle=True, seed=session.seed)
-    model.train()
     trace = []
+
+    def keep(engine, x, y, out, loss):
+        trace.append({"x": x.detach().clone(), "y": y.detach().clone(), "out": out.detach().clone(), "loss": loss})
+
     epochs = itertools.chain.from_iterable(loader for _ in itertools.count())  # reshuffles each epoch
-    for x, y in itertools.islice(epochs, steps):
-        x, y = x.to(session.device), y.to(session.device)
-        out = model(x)
-        loss = session.data_loss(out, y)
-        trace.append({"x": x.detach().clone(), "y": y.detach().clone(), "out": out.detach().clone(),
-                      "loss": float(loss.detach())})
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    train_steps(session, model, epochs, steps, lr=lr, on_step=keep)
+    for t in trace:
+        t["loss"] = float(t["loss"])  # read once the training is done: no sync per step
     return init, trace
 
 

@@ -31,6 +31,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from workbench.checks.base import batches, register, result, split_tensors, train_steps
+from workbench.engine.rng import seeded
 
 NAME = "gradient_check"
 EPS = 1e-8
@@ -119,8 +120,8 @@ class _Objective:
         self.reg_strength, self.seed, self.scale = reg_strength, seed, scale
 
     def __call__(self):
-        torch.manual_seed(self.seed)
-        loss = self.session.data_loss(self.model(self.x), self.y).double()
+        with seeded(self.seed):  # the same dropout mask at every evaluation of f (G.2)
+            loss = self.session.data_loss(self.model(self.x), self.y).double()
         if self.reg_strength:
             loss = loss + self.session.reg_loss(self.model, self.reg_strength).double()
         return loss * self.scale
@@ -212,7 +213,6 @@ def check(session, *, examples: int = 3, coords: int = 10, h: float = 1e-5, warm
         phases.append(("data+reg", base, session.reg_strength or reg_strength))
     if warmup_steps > 0:
         warm = session.new_model()
-        session.seed_everything()
         train_steps(session, warm, batches(session), warmup_steps, lr=lr)
         phases.append((f"after {warmup_steps} warm-up steps", warm, 0.0))
     x64 = x.double() if x.is_floating_point() else x
@@ -223,8 +223,7 @@ def check(session, *, examples: int = 3, coords: int = 10, h: float = 1e-5, warm
     for label, src, k in phases:
         model = copy.deepcopy(src).double().train()  # train mode: dropout on, fixed by the seed (G.2)
         rec = KinkRecorder()
-        with rec, torch.no_grad():
-            torch.manual_seed(session.seed)
+        with rec, torch.no_grad(), seeded(session.seed):
             model(x64)
         kink_ops |= set(rec.ops)
         report[label] = _phase(session, model, x64, y64, k, session.seed, coords, h, tiny, gen)

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import math
 
-import torch
-
-from workbench.checks.base import evaluate_on, register, result
+from workbench.checks.base import evaluate_on, register, result, train_steps
 
 NAME = "overfit_batch"
 
@@ -29,25 +27,22 @@ def check(session, *, batches: int = 1, batch_size: int | None = None, steps: in
     x, y = x.to(session.device), y.to(session.device)
     classify = session.task.name != "regression"
     goal = target_loss if classify else target_loss * session.task.expected_init_loss(y.cpu())
-    session.seed_everything()
     model = session.new_model()
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    curve, evals, reached = [], [], None
-    for step in range(1, int(steps) + 1):
-        model.train()
-        loss = session.data_loss(model(x), y)  # data loss only: regularization off (L.3)
-        curve.append(float(loss.detach()))
-        if not math.isfinite(curve[-1]):
-            break
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % eval_every == 0 or step == steps:
-            ev = evaluate_on(session, model, x, y)
-            evals.append({"step": step, **ev})
-            if ev["loss"] <= goal and (not classify or ev["metric"] >= 1.0):
-                reached = step
-                break
+    evals, reached = [], None
+
+    def judge(engine, *_):  # evaluate every eval_every steps; stop as soon as the batch is memorised
+        nonlocal reached
+        if engine.step % eval_every and engine.step != steps:
+            return False
+        ev = evaluate_on(session, model, x, y)
+        evals.append({"step": engine.step, **ev})
+        if ev["loss"] <= goal and (not classify or ev["metric"] >= 1.0):
+            reached = engine.step
+            return True
+        return False
+
+    # data loss only: regularization off (L.3); the same fixed batch every step
+    curve = train_steps(session, model, (x, y), steps, lr=lr, on_step=judge)
     last = evals[-1] if evals else {"loss": float("nan"), "metric": float("nan")}
     measured = {"final_loss": last["loss"], session.task.metric: last["metric"], "steps": reached or len(curve),
                 "initial_loss": curve[0] if curve else float("nan"), "examples": n}

@@ -6,7 +6,6 @@ of tensors it reads them in chunks. Sums stay on the device and are read once at
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 
@@ -32,7 +31,8 @@ def evaluate(session, model: nn.Module, data="eval", *, batch_size: int = 512, p
             with autocast(session.device, precision):
                 out = model(x)
             out = out.float() if out.is_floating_point() else out
-            loss = loss_fn(out, y).detach().double() * len(y)  # float64 sums: thousands of batches add up exactly enough
+            # float64 sums: thousands of batches add up without float32 rounding
+            loss = loss_fn(out, y).detach().double() * len(y)
             sc, cnt = task.score_tensor(out, y)
             loss_sum = loss if loss_sum is None else loss_sum + loss
             score_sum = sc if score_sum is None else score_sum + sc

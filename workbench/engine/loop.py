@@ -79,6 +79,12 @@ class Engine:
         self._batch_in_epoch = 0
         self._resume_skip = 0
 
+    @classmethod
+    def quiet(cls, session, model: nn.Module, optimizer, *, seed: int | None = None, reg_strength=None) -> Engine:
+        """An engine with no run on disk and no events: for the checks, the LR finder, label cross-validation."""
+        return cls(session, model, optimizer, run=None, events=False, config={"reg_strength": reg_strength},
+                   rng=RngStream(session.seed if seed is None else int(seed)))
+
     # -- one step ---------------------------------------------------------------------------------
     def train_step(self, x: torch.Tensor, y: torch.Tensor):
         """One optimizer step on a batch; returns ``(loss, parts, output)`` as device tensors (no host sync)."""
@@ -100,6 +106,7 @@ class Engine:
                                  f"{tuple(x.shape)}: {e}") from e
             if self.step == 0:
                 self.task.check_output(out, y)
+            self.last_parts, self.last_batch = parts, len(y)  # for callbacks that sum named parts
             opt.zero_grad(set_to_none=True)
             (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
         self.step += 1

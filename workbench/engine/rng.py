@@ -6,6 +6,9 @@ run beside a background fit, would otherwise take numbers from one shared stream
 reproduce its solo losses. Each job keeps its own state (CPU, CUDA, python ``random`` and numpy)
 and installs it under one process lock for the span of a step; the state the process had before is
 put back when the span ends. Nothing reseeds the process's generators for good.
+
+What this cannot cover: code on another thread that draws from torch's global generator directly
+(``torch.rand`` in a user's cell) while a step holds the swap takes numbers from that job's stream.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ def _cuda_ready() -> bool:
 
 
 class RngStream:
-    """The random state of one job, as if ``torch.manual_seed(seed)`` (and python/numpy) had been called for it alone."""
+    """The random state of one job, as if ``torch.manual_seed(seed)`` (and python/numpy) were called for it alone."""
 
     def __init__(self, seed: int):
         self.seed = int(seed)

@@ -9,6 +9,7 @@ search's trials) runs inline on the same thread: nesting never deadlocks.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import queue
 import threading
@@ -79,6 +80,7 @@ class Runner:
         self.current: Job | None = None
         self.history: list[Job] = []  # the last jobs, newest last (bounded)
         self._local = threading.local()
+        self._guests: set[int] = set()
 
     # -- state the views read ---------------------------------------------------------------------
     @property
@@ -98,15 +100,30 @@ class Runner:
             (f" (+{self.queued} queued)" if self.queued else "")
 
     def on_worker(self) -> bool:
-        """True on the runner's own thread (work started by a job runs inline)."""
-        return threading.current_thread() is self._thread
+        """True on the runner's own thread, or a thread a running job admitted (its work runs inline)."""
+        t = threading.current_thread()
+        return t is self._thread or t.ident in self._guests
+
+    @contextlib.contextmanager
+    def guest(self):
+        """Admit the calling thread, started by the running job itself (e.g. Optuna's trial threads), to run
+        work inline: queueing it behind the job that waits for it would never end."""
+        if self.current is None or threading.current_thread() is self._thread:
+            yield
+            return
+        ident = threading.current_thread().ident
+        self._guests.add(ident)
+        try:
+            yield
+        finally:
+            self._guests.discard(ident)
 
     def current_job(self) -> Job | None:
         """The job whose work is running on this thread, for its progress reports."""
         return getattr(self._local, "job", None) if self.on_worker() else None
 
     # -- submitting -------------------------------------------------------------------------------
-    def submit(self, kind: str, fn: Callable, *args, refuse_when_busy: bool = False, **kwargs) -> Job:
+    def submit(self, kind: str, fn: Callable, /, *args, refuse_when_busy: bool = False, **kwargs) -> Job:
         """Queue ``fn(*args, **kwargs)`` as a job; returns at once. Refused with BusyError when asked and busy."""
         if refuse_when_busy and self.busy:
             raise BusyError(f"the session is busy with {self.describe()}; wait for it to finish or stop it first")
@@ -118,7 +135,7 @@ class Runner:
         self._ensure_thread()
         return job
 
-    def call(self, kind: str, fn: Callable, *args, **kwargs):
+    def call(self, kind: str, fn: Callable, /, *args, **kwargs):
         """Run ``fn`` as a job and wait for its result (inline when already on the runner's thread)."""
         if self.on_worker():
             return fn(*args, **kwargs)
@@ -154,6 +171,7 @@ class Runner:
             job.error, job.state = e, "failed"
         finally:
             job.ended_at = time.time()
+            job.fn, job.args, job.kwargs = None, (), {}  # the history must not keep a finished job's work alive
             self.current, self._local.job = outer, outer_job
             self.history = (self.history + [job])[-50:]
             job._done.set()

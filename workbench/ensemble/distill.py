@@ -28,10 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from workbench.engine.rng import seeded
 from workbench.ensemble.members import Ensemble, EnsembleError, EnsembleResult, _record_json
 from workbench.errors import ModelError, RunError
 from workbench.store import Run
-from workbench.train import evaluate, make_optimizer
+from workbench.train import evaluate, fit
 
 RECIPE = "IV.5"
 
@@ -150,67 +151,47 @@ def distill(session, teacher, student=None, temperature: float = 4.0, alpha: flo
 
 # ------------------------------------------------------------------------------------------- training
 def _train(session, config: dict, teacher: nn.Module, student: nn.Module, optimizer) -> Run:
-    """The distillation loop: seeded, whole-eval-set after each epoch, logged and checkpointed like fit()."""
-    task, device = session.task, session.device
-    T, alpha = config["temperature"], config["alpha"]
-    run = session.store.create(config, name=config["name"])
-    run.model = student
-    session.register_run(run)  # listed by session.runs() while this process holds it
-    session.seed_everything(config["seed"])
-    loader = session.loader("train", shuffle=True, batch_size=config["batch_size"], seed=config["seed"])
-    opt = make_optimizer(optimizer, student.parameters(), config["lr"], config["weight_decay"])
+    """The distillation run: the engine with the distillation loss, seeded, whole eval set after each epoch,
+    logged, checkpointed and seen by instruments and live views like any fit."""
+    task, T, alpha = session.task, config["temperature"], config["alpha"]
     teacher.eval()  # soft targets from the teacher's prediction mode: BN statistics, no dropout
-    step, status = 0, "completed"
-    try:
-        for epoch in range(1, config["epochs"] + 1):
-            student.train()
-            sums = {"loss": 0.0, "soft": 0.0, "hard": 0.0, "score": 0.0}
-            seen = 0
-            for x, y in loader:
-                x, y = x.to(device), y.to(device)
-                with torch.no_grad():
-                    soft_target = _soft_targets(teacher, x, T, task)
-                out = student(x)
-                loss, soft, hard = distillation_loss(out, soft_target, y, task, T, alpha)
-                step += 1
-                value = float(loss.detach())
-                record = {"kind": "step", "step": step, "epoch": epoch - 1 + (seen + len(y)) / len(session.train),
-                          "data_loss": value, "reg_loss": 0.0, "loss": value, "soft_loss": float(soft.detach()),
-                          "hard_loss": float(hard.detach()), "lr": opt.param_groups[0]["lr"]}
-                run.log(record)
-                if not torch.isfinite(loss):
-                    status = "diverged"
-                    break
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sc, cnt = task.score(out.detach(), y)
-                sums["loss"] += value * len(y)
-                sums["soft"] += float(soft.detach()) * len(y)
-                sums["hard"] += float(hard.detach()) * len(y)
-                sums["score"] += sc
-                seen += cnt
-            if status != "completed":
-                break
-            ev = evaluate(session, student, "eval")
-            run.log({"kind": "epoch", "epoch": epoch, "step": step, "train_loss": sums["loss"] / max(seen, 1),
-                     "soft_loss": sums["soft"] / max(seen, 1), "hard_loss": sums["hard"] / max(seen, 1),
-                     "train_metric": sums["score"] / max(seen, 1), "val_loss": ev["loss"], "val_metric": ev["metric"],
-                     "n_eval": ev["n"], "metric": task.metric, "eval_split": session.eval_split,
-                     "lr": opt.param_groups[0]["lr"], "time": time.time()})
-            run.save_checkpoint({"model": student.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
-                                 "step": step}, epoch)
-        run.set_status(status, epochs_done=len(run.epoch_records), steps_done=step)
-    except Exception as e:
-        run.error = f"distillation raised {type(e).__name__}: {e}"
-        run.set_status("failed", error=run.error, steps_done=step)
-        raise
-    finally:
-        run.close()
-    session.emit("run_end", run=run, status=run.status)
-    if status != "completed":
-        raise RunError(f"distillation {status} at step {step} (run {run.id}): lower lr or temperature")
+
+    def loss_fn(model, x, y):
+        with torch.no_grad():
+            soft_target = _soft_targets(teacher, x, T, task)
+        out = model(x)
+        loss, soft, hard = distillation_loss(out, soft_target, y, task, T, alpha)
+        return loss, {"data_loss": loss, "soft_loss": soft, "hard_loss": hard}, out
+
+    extra = {k: config[k] for k in ("recipe", "temperature", "alpha", "teacher", "teacher_runs", "student")}
+    run = fit(session, epochs=config["epochs"], lr=config["lr"], optimizer=optimizer,
+              weight_decay=config["weight_decay"], seed=config["seed"], batch_size=config["batch_size"],
+              name=config["name"], parent=config["parent"] or False, model=student,
+              model_kwargs=config["model_kwargs"], tags=config["tags"], reg_strength=0.0, loss_fn=loss_fn,
+              kind="distill", extra=extra, callbacks=[PartMeans(("soft_loss", "hard_loss"))])
+    if run.status != "completed":
+        raise RunError(f"distillation {run.status} at step {run.trainer.step} (run {run.id}): lower lr or "
+                       "temperature")
     return run
+
+
+class PartMeans:
+    """A run callback: per-epoch means of named loss parts (e.g. soft and hard), summed on the device."""
+
+    def __init__(self, names):
+        self.names, self.sums, self.n = tuple(names), {}, 0
+
+    def on_step_end(self, engine) -> None:
+        for k in self.names:
+            v = engine.last_parts[k].detach() * engine.last_batch
+            self.sums[k] = v if k not in self.sums else self.sums[k] + v
+        self.n += engine.last_batch
+
+    def on_epoch_end(self, engine, row: dict) -> None:
+        if self.n:
+            values = torch.stack([self.sums[k].float() for k in self.names]).tolist()  # one read an epoch
+            row.update({k: v / self.n for k, v in zip(self.names, values, strict=True)})
+        self.sums, self.n = {}, 0
 
 
 def _soft_targets(teacher: nn.Module, x, T: float, task) -> torch.Tensor:
@@ -251,15 +232,11 @@ def _resolve_student(session, student, width, seed):
     if isinstance(student, nn.Module):
         model = student
     elif callable(student):
-        rng = session.rng_state()
-        session.seed_everything(seed)
-        try:
+        with seeded(seed):  # the student's initialisation from the seed, the process's generators untouched
             offered = {"num_classes": session.output_size, "width": width,
                        "in_channels": session.input_shape[0] if len(session.input_shape) == 3 else None}
             params = inspect.signature(student).parameters
             model = student(**{k: v for k, v in offered.items() if v is not None and k in params})
-        finally:
-            session.set_rng_state(rng)
         if not isinstance(model, nn.Module):
             raise ModelError(f"the student factory returned {type(model).__name__}, not an nn.Module")
     else:

@@ -225,5 +225,5 @@ class GradNorms(Instrument):
 
 def _loss_verdict(step) -> dict:
     return {"kind": "nan_trap", "step": step, "where": "loss", "layer": None, "layers": [],
-            "message": f"the loss went NaN/inf at step {step} with finite weights and gradients before it: a bad sample or too "
-                       "high a learning rate (B.4)"}
+            "message": f"the loss went NaN/inf at step {step} with finite weights and gradients before it: "
+                       "a bad sample or too high a learning rate (B.4)"}

@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import torch
 
-from workbench.errors import ModelError, WorkbenchError
+from workbench.engine.loop import Engine
+from workbench.errors import WorkbenchError
 
 RECIPE = "B.1"
 COARSE_LRS = (1e-1, 1e-2, 1e-3, 1e-4)
@@ -91,29 +93,34 @@ def lr_find(session, start: float = 1e-7, end: float = 10.0, steps: int = 100, w
 
     model_kwargs = dict(model_kwargs or {})
     seed = session.seed if seed is None else int(seed)
-    rng = session.rng_state()
     was_training = session.model.training
     try:
-        session.seed_everything(seed)
         model = session.new_model(seed=seed, **model_kwargs)  # a copy: the session's model is never trained
-        opt = make_optimizer(optimizer, model.parameters(), start, weight_decay)
-        batches = _cycle(session, batch_size, seed)
+        engine = Engine.quiet(session, model, make_optimizer(optimizer, model.parameters(), start, weight_decay),
+                              seed=seed)
         lrs = start * (end / start) ** (np.arange(steps) / max(steps - 1, 1))
-        rows, avg, best, stopped = [], 0.0, math.inf, "end"
-        for i, lr in enumerate(lrs):
-            for g in opt.param_groups:
-                g["lr"] = float(lr)
-            loss = _step(session, model, opt, *next(batches))
-            if not math.isfinite(loss):
-                stopped = "nan"  # cut at the first NaN/inf: nothing after it is meaningful
-                break
-            avg = smoothing * avg + (1 - smoothing) * loss
-            smoothed = avg / (1 - smoothing ** (i + 1))  # debiased: early values are not pulled to 0
-            rows.append({"step": i, "lr": float(lr), "loss": loss, "smoothed": smoothed})
-            best = min(best, smoothed)
-            if smoothed > diverge * best:
-                stopped = "diverged"
-                break
+        rows, sweep = [], {"avg": 0.0, "best": math.inf, "stopped": "end"}
+
+        def follow(eng, x, y, out, loss) -> bool:
+            i = eng.step - 1
+            value = float(loss)  # the sweep reads every loss: each one decides whether it goes on
+            if not math.isfinite(value):
+                sweep["stopped"] = "nan"  # cut at the first NaN/inf: nothing after it is meaningful
+                return True
+            sweep["avg"] = smoothing * sweep["avg"] + (1 - smoothing) * value
+            smoothed = sweep["avg"] / (1 - smoothing ** (i + 1))  # debiased: early values are not pulled to 0
+            rows.append({"step": i, "lr": float(lrs[i]), "loss": value, "smoothed": smoothed})
+            sweep["best"] = min(sweep["best"], smoothed)
+            if smoothed > diverge * sweep["best"]:
+                sweep["stopped"] = "diverged"
+                return True
+            if i + 1 < len(lrs):
+                _set_lr(eng.optimizer, lrs[i + 1])
+            return False
+
+        _set_lr(engine.optimizer, lrs[0])
+        engine.run_steps(_cycle(session, batch_size, seed), len(lrs), on_step=follow)
+        stopped = sweep["stopped"]
         curve = pd.DataFrame(rows, columns=["step", "lr", "loss", "smoothed"])
         if len(curve) < 3:
             raise WorkbenchError(f"the LR range test produced only {len(curve)} finite losses from lr={start:g}; "
@@ -126,7 +133,6 @@ def lr_find(session, start: float = 1e-7, end: float = 10.0, steps: int = 100, w
             falls = summary[summary["falls"]]
             suggestions["coarse"] = float(falls["lr"].max()) if len(falls) else None
     finally:
-        session.set_rng_state(rng)
         session.model.train(was_training)
     config = {"start": start, "end": end, "steps": steps, "weight_decay": weight_decay, "smoothing": smoothing,
               "diverge": diverge, "optimizer": str(optimizer), "seed": seed, "coarse": list(coarse or ()),
@@ -184,17 +190,16 @@ def coarse_test(session, lrs=COARSE_LRS, iters: int = 100, weight_decay: float =
     seed = session.seed if seed is None else int(seed)
     rows, summary = [], []
     for lr in sorted((float(v) for v in lrs), reverse=True):
-        session.seed_everything(seed)
         model = session.new_model(seed=seed, **(model_kwargs or {}))
-        opt = make_optimizer(optimizer, model.parameters(), lr, weight_decay)
-        batches = _cycle(session, batch_size, seed)
-        losses = []
-        for it in range(iters):
-            loss = _step(session, model, opt, *next(batches))
-            losses.append(loss)
-            rows.append({"lr": lr, "iteration": it, "loss": loss})
-            if not math.isfinite(loss):
-                break
+        engine = Engine.quiet(session, model, make_optimizer(optimizer, model.parameters(), lr, weight_decay),
+                              seed=seed)
+        kept = []
+        engine.run_steps(_cycle(session, batch_size, seed), iters,
+                         on_step=lambda e, x, y, o, loss, kept=kept: kept.append(loss))
+        losses = torch.stack(kept).tolist() if kept else []  # one read per learning rate
+        if any(not math.isfinite(v) for v in losses):
+            losses = losses[:next(i for i, v in enumerate(losses) if not math.isfinite(v)) + 1]
+        rows.extend({"lr": lr, "iteration": it, "loss": loss} for it, loss in enumerate(losses))
         tail = losses[-max(1, iters // 10):]
         end = float(np.mean(tail)) if all(math.isfinite(v) for v in tail) else math.nan
         ratio = end / losses[0] if losses[0] else math.nan
@@ -211,20 +216,9 @@ def _cycle(session, batch_size, seed):
     return ((x.to(dev), y.to(dev)) for x, y in itertools.chain.from_iterable(itertools.repeat(loader)))
 
 
-def _step(session, model, opt, x, y) -> float:
-    """One training step; returns the loss before the update (data loss + the session's regularizer)."""
-    model.train()
-    try:
-        out = model(x)
-    except Exception as e:  # noqa: BLE001
-        raise ModelError(f"the model raised {type(e).__name__} on a batch of shape {tuple(x.shape)}: {e}") from e
-    loss = session.data_loss(out, y) + session.reg_loss(model)
-    value = float(loss.detach())
-    if math.isfinite(value):
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return value
+def _set_lr(opt, lr) -> None:
+    for g in opt.param_groups:
+        g["lr"] = float(lr)
 
 
 def _validate(start, end, steps, smoothing, diverge, method, coarse_iters) -> None:

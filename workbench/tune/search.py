@@ -110,9 +110,10 @@ def search(session, space: dict | None = None, trials: int | None = None, epochs
         params = {name: _suggest(trial, name, dist) for name, dist in space.items()}
         fit_kw = {k: v for k, v in params.items() if k in FIT_KEYS}
         model_kwargs = {**fixed_model_kwargs, **{k: v for k, v in params.items() if k not in FIT_KEYS}}
-        run = session.fit(**{"epochs": epochs, **fit_options, **fit_kw}, model_kwargs=model_kwargs or None,
-                          parent=base, name=f"{stage}{trial.number}",
-                          tags={**extra_tags, "study": study_name, "trial": trial.number, "stage": stage})
+        with session.runner.guest():  # with n_jobs > 1 a trial runs in Optuna's thread, inside the search's job
+            run = session.fit(**{"epochs": epochs, **fit_options, **fit_kw}, model_kwargs=model_kwargs or None,
+                              parent=base, name=f"{stage}{trial.number}",
+                              tags={**extra_tags, "study": study_name, "trial": trial.number, "stage": stage})
         last = run.epoch_records[-1] if run.epoch_records else {}
         trial.set_user_attr("run_id", run.id)
         trial.set_user_attr("status", run.status)
