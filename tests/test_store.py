@@ -131,3 +131,73 @@ def test_parent_false_starts_from_nothing(session):
     first = session.fit(epochs=1)
     assert session.fit(epochs=1).config["parent"] == first.id
     assert session.fit(epochs=1, parent=False).config["parent"] is None
+
+
+def test_log_many_appends_records_in_one_write(session):
+    run = session.store.create({"model": "x"})
+    run.log_many([{"kind": "step", "step": i, "loss": 1.0 / i} for i in range(1, 6)])
+    run.log({"kind": "epoch", "epoch": 1, "step": 5, "val_loss": 0.5})
+    run.log_many([])
+    run.close()
+    assert [r["step"] for r in read_jsonl(run.dir / "metrics.jsonl")] == [1, 2, 3, 4, 5, 5]
+    back = session.store.load(run.id)
+    assert back.steps.loss.tolist() == [1.0, 0.5, 1 / 3, 0.25, 0.2] and back.metrics.epoch.tolist() == [1]
+
+
+def test_step_records_keep_a_bounded_window_and_read_the_rest_from_disk(session, monkeypatch):
+    import tracemalloc
+
+    from workbench import records
+
+    monkeypatch.setattr(records, "WINDOW", 100)
+    run = session.store.create({"model": "x"})
+    tracemalloc.start()
+    for i in range(1, 2001):
+        run.log({"kind": "step", "step": i, "epoch": i / 100, "loss": 1.0 / i, "hist": list(range(50))})
+    _, bounded_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    w = run.step_records
+    assert len(w) == 2000 and w.dropped == 1900
+    assert w[-1]["step"] == 2000 and w[0]["step"] == 1 and w[1500]["step"] == 1501  # old ones from disk
+    assert [r["step"] for r in w[1950:1953]] == [1951, 1952, 1953]  # a view's "since n" slice
+    assert [r["step"] for r in w[5:8]] == [6, 7, 8]
+    assert run.steps.step.tolist() == list(range(1, 2001)) and len(list(w)) == 2000
+    # the same records kept in a list (the old behaviour) hold 20x more memory
+    tracemalloc.start()
+    kept = [{"kind": "step", "step": i, "epoch": i / 100, "loss": 1.0 / i, "hist": list(range(50))}
+            for i in range(1, 2001)]
+    _, list_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(kept) == 2000 and list_peak > 5 * bounded_peak
+    run.close()
+    back = session.store.load(run.id)  # loading keeps the window bounded too
+    assert len(back.step_records) == 2000 and back.step_records.dropped == 1900
+
+
+def test_a_completed_run_whose_last_epoch_is_nan_is_recorded_diverged(session):
+    run = session.store.create({"model": "x"})
+    run.log({"kind": "epoch", "epoch": 1, "train_loss": 0.3, "val_loss": float("nan")})
+    run.set_status("completed")
+    assert run.status == "diverged" and "NaN" in run.info["reason"]
+    assert json.loads((run.dir / "status.json").read_text())["status"] == "diverged"
+    assert not run.owned  # a finished run gives up its lock
+
+
+def test_a_run_that_fails_at_start_is_marked_failed_not_running(session):
+    def broken_optimizer(params, lr, weight_decay):
+        raise RuntimeError("no such optimizer today")
+
+    with pytest.raises(RuntimeError, match="no such optimizer today"):
+        session.fit(epochs=1, optimizer=broken_optimizer)
+    (row,) = session.store.table().itertuples()
+    assert row.status == "failed"
+    status = json.loads((session.root / row.id / "status.json").read_text())
+    assert "no such optimizer today" in status["error"]
+    session.store.load(row.id).acquire()  # and its lock was released
+
+
+def test_lr_inf_and_lr_zero_are_refused_before_a_run_exists(session):
+    for lr in (float("inf"), 0):
+        with pytest.raises(wb.errors.ConfigError, match="lr"):
+            session.fit(epochs=1, lr=lr)
+    assert session.store.ids() == []

@@ -23,6 +23,7 @@ EVENTS = (
     "check_done",      # a sanity check finished: result
     "audit_progress",  # the data audit advanced: done, total, stage
     "audit_done",      # the data audit finished: report
+    "result_done",     # a result was recorded in the session's book: kind, key (a check's name, else None), result
     "callback_error",  # a handler raised and was detached: event, callback, error
 )
 

@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from workbench import validate
+from workbench.book import Book, ReportsView, ResultsView
 from workbench.datasets import as_dataset, labels_of, preprocessing_of
 from workbench.engine.rng import seeded
 from workbench.engine.runner import Runner
@@ -39,6 +41,10 @@ class Session:
                  regularizer: Callable[[nn.Module], torch.Tensor] | None = None, reg_strength: float = 0.0,
                  seed: int = 0, device: str = "auto", root="runs", batch_size: int = 64, name: str | None = None,
                  num_workers: int = 0, deterministic: bool = False):
+        validate.session_args(task=task, seed=seed, batch_size=batch_size, num_workers=num_workers,
+                              reg_strength=reg_strength, device=device)  # issue 13: bad input named before use
+        for split, data in (("train", train), ("test", test), ("val", val)):
+            validate.raw_data(data, split)
         self.seed = int(seed)
         self.deterministic = bool(deterministic)
         self.num_workers = int(num_workers)
@@ -48,6 +54,7 @@ class Session:
             raise DataError("a training set is required")
         self.test = as_dataset(test, "test")
         self.val = as_dataset(val, "val")
+        validate.session_data(self.train, {"val": self.val, "test": self.test}, task)
         self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
         self.regularizer = regularizer
         self.reg_strength = float(reg_strength)
@@ -57,8 +64,8 @@ class Session:
         self.runner = Runner(self.name)  # long work runs here, one job at a time (fit, checks, search, ...)
         self._live_runs: dict[str, Run] = {}
         self.last_run: Run | None = None
-        self.results: dict = {}  # latest CheckResult per check name, for the views
-        self.reports: dict = {}  # latest audit report, lr_find result, search, diagnosis ...
+        self.book = Book(self._book_directory, emit=self.emit, context=self)  # every result, recorded here
+        self.results, self.reports = ResultsView(self.book), ReportsView(self.book)  # older dict-shaped views
         self.human_baseline: float | None = None  # recipe II.6
         self.instruments: list = []
         self.init_hooks: dict[str, Callable[[nn.Module], None]] = {}  # name -> hook(model), run by new_model
@@ -325,7 +332,8 @@ class Session:
         if isinstance(run, Run):
             return run
         if not isinstance(run, str):
-            raise RunError(f"expected a Run or a run id, got {type(run).__name__}")
+            raise RunError(f"expected a Run or a run id, got {type(run).__name__}",
+                           fix="pass a Run or an id from session.runs()")
         return self._live_runs.get(run) or self.store.load(run)
 
     def load_run(self, run_id: str, checkpoint=None) -> Run:
@@ -334,25 +342,28 @@ class Session:
         if run.checkpoints():
             state = run.load_checkpoint(checkpoint)
             model = self.new_model(**run.config.get("model_kwargs", {}))
+            validate.checkpoint_fits(model, state, run_id)
             model.load_state_dict(state["model"])
             run.model = model
         return run
 
     # ------------------------------------------------------------------------------- later parts
+    # Each call below records its result in the session's book (workbench/book.py), whoever asked:
+    # a notebook, the CLI or a button in the app. Views read the book; they never write results.
     def audit(self, splits=("train", "test"), **options):
         """Part I: duplicates, corruption, label issues, imbalance and leakage (recipe I.2)."""
         from workbench.data.audit import audit_session
 
-        return self.runner.call("audit", audit_session, self, splits=splits, **options)
+        return self.book.record("audit", self.runner.call("audit", audit_session, self, splits=splits, **options))
 
     def check(self, name: str, **options):
-        """Run one sanity check of part II by name; returns a CheckResult."""
+        """Run one sanity check of part II by name; returns its Verdict (recorded by ``run_check``)."""
         from workbench.checks import run_check
 
         return run_check(self, name, **options)
 
     def checks(self, names=None, **options) -> list:
-        """Run every check that applies to the task (or ``names``); returns CheckResults."""
+        """Run every check that applies to the task (or ``names``); returns their Verdicts."""
         from workbench.checks import run_checks
 
         return run_checks(self, names=names, **options)
@@ -373,37 +384,78 @@ class Session:
         """LR range test (recipe B.1)."""
         from workbench.tune.lr_find import lr_find
 
-        return self.runner.call("lr_find", lr_find, self, **options)
+        return self.book.record("lr_find", self.runner.call("lr_find", lr_find, self, **options))
 
     def search(self, space=None, **options):
         """Random search over LR and weight decay on Optuna (recipe B.2, B.3)."""
         from workbench.tune.search import search
 
-        return self.runner.call("search", search, self, space=space, **options)
+        return self.book.record("search", self.runner.call("search", search, self, space=space, **options))
 
     def diagnose(self, run=None, **options):
-        """Findings on a run's curves with the recipe's advice (recipe B.4)."""
+        """Findings on a run's curves with the recipe's advice (recipe B.4); the last run you trained by default."""
+        from workbench.chosen import last_user_run
         from workbench.tune.diagnose import diagnose
 
-        return diagnose(self, run if run is not None else self.last_run, **options)
+        if run is None:
+            run = last_user_run(self, completed=False) or self.last_run
+        return self.book.record("diagnosis", diagnose(self, run, **options))
 
     def compare(self, run_a, run_b):
         """Configuration diff and metric deltas of two runs (recipe III.M3)."""
         from workbench.tune.compare import compare
 
-        return compare(self, run_a, run_b)
+        return self.book.record("compare", compare(self, run_a, run_b))
 
     def ensemble(self, kind: str = "seeds", n: int = 5, **options):
-        """Ensembles of seeds, configurations or checkpoints (recipe IV.1-IV.3)."""
+        """Ensembles of seeds, configurations or checkpoints (recipe IV.1-IV.3); seeds train with
+        ``chosen_config()`` unless ``run=`` or lr/epochs/... are given."""
         from workbench.ensemble import ensemble
 
-        return self.runner.call("ensemble", ensemble, self, kind=kind, n=n, **options)
+        return self.book.record("ensemble", self.runner.call("ensemble", ensemble, self, kind=kind, n=n,
+                                                                **options))
 
     def distill(self, teacher, student=None, **options):
-        """Distil a teacher (often an ensemble) into one network (recipe IV.5)."""
+        """Distil a teacher (often an ensemble) into one network (recipe IV.5), trained with ``chosen_config()``
+        unless lr/epochs/... are given."""
         from workbench.ensemble import distill
 
-        return self.runner.call("distill", distill, self, teacher, student, **options)
+        return self.book.record("distill", self.runner.call("distill", distill, self, teacher, student, **options))
+
+    # ------------------------------------------------------------------------------- the result book
+    def chosen_config(self) -> dict:
+        """What ensembles and distillation train with: the LR finder's pick, else the best search trial,
+        else the last completed run you trained; ``source`` says where it came from (B.1-B.3, IV)."""
+        from workbench.chosen import chosen_config
+
+        return chosen_config(self)
+
+    def choose_config(self, **values) -> dict:
+        """Set lr, epochs, optimizer, weight_decay or batch_size by hand; it wins over the found ones."""
+        from workbench.chosen import choose_config
+
+        return choose_config(self, **values)
+
+    @property
+    def human_baseline(self) -> float | None:
+        """Your accuracy on the human-baseline sample (II.6), once all of it is answered; read back from the
+        book after a reload. Set it by hand to a number, or to None."""
+        mine = getattr(self, "_human_baseline", None)
+        if mine is not None:
+            return mine
+        hb = self.book.get("human_baseline") or {}
+        return float(hb["accuracy"]) if hb.get("complete") else None
+
+    @human_baseline.setter
+    def human_baseline(self, value) -> None:
+        self._human_baseline = None if value is None else float(value)
+
+    def _book_directory(self):
+        """Where the book lives: ``<root>/book/<key>``, the key naming the data, task, model and seed, so a
+        new Session (a new browser tab) on the same root and data reads the same results."""
+        from workbench.book import book_key
+
+        return self.store.root / "book" / book_key(self)
 
     @classmethod
     def from_lightning(cls, module, datamodule=None, **options):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from workbench import validate
 from workbench.engine.averaging import WeightAveraging
 from workbench.engine.config import RUNTIME_FIELDS, RunConfig, describe
 from workbench.engine.evaluate import evaluate as _evaluate
@@ -134,8 +135,11 @@ def fit(session, epochs: int = 5, lr: float = 1e-3, optimizer="adam", weight_dec
         channels_last: bool = False, compile: bool = False, checkpoint_every: int = 0, log_every: int = 32,
         loss_fn=None, kind: str = "fit", extra: dict | None = None) -> Run:
     """Train and return the Run (see ``Session.fit``)."""
-    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
-        raise WorkbenchError(f"epochs must be a whole number of at least 1, got {epochs!r}")
+    validate.fit_options(session, epochs=epochs, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
+                         augment=augment, lr_schedule=lr_schedule, early_stopping=early_stopping,
+                         batch_size=batch_size, seed=seed, name=name, reg_strength=reg_strength, ema=ema, swa=swa,
+                         callbacks=callbacks, model_kwargs=model_kwargs, tags=tags, checkpoint=checkpoint,
+                         background=background)
     seed = session.seed if seed is None else int(seed)
     model_kwargs = dict(model_kwargs or {})
     parent_id = parent.id if isinstance(parent, Run) else parent
@@ -159,18 +163,15 @@ def fit(session, epochs: int = 5, lr: float = 1e-3, optimizer="adam", weight_dec
         runtime=[k for k in RUNTIME_FIELDS if described[k][1]],
         **{k: v[0] for k, v in described.items()})
     callbacks = list(callbacks) + _averaging(cfg)  # a bad ema/swa option is refused before a run exists
+    if model is None:  # built before the run folder: a model that cannot train leaves nothing on disk
+        model = session.new_model(seed=seed, **model_kwargs)
+    else:
+        model = model.to(session.device)
+    validate.model_parameters(model)
     run = session.store.create(cfg.to_json(), name=name)
-    try:
-        if model is None:
-            model = session.new_model(seed=seed, **model_kwargs)
-        else:
-            model = model.to(session.device)
+    with run.failing_on_error():  # a run that fails at start is recorded "failed", never left "running"
         engine = _engine(session, run, model, cfg, live, callbacks, loss_fn, log_every)
-    except BaseException as e:
-        run.set_status("failed", error=_describe(e))  # a run that cannot start is not left "running"
-        run.close()
-        raise
-    return _launch(session, run, engine, cfg, background, checkpoint)
+        return _launch(session, run, engine, cfg, background, checkpoint)
 
 
 def resume(session, run_id: str, epochs: int | None = None, background: bool = False, augment=None,
@@ -186,7 +187,7 @@ def resume(session, run_id: str, epochs: int | None = None, background: bool = F
     run = session.store.load(run_id)
     cfg = RunConfig.from_json(run.config)
     if epochs is not None:
-        cfg = cfg.replace(epochs=int(epochs))
+        cfg = cfg.replace(epochs=validate.integer("epochs", epochs, low=1, fix="pass the total number of epochs"))
     given = {"optimizer": optimizer, "lr_schedule": lr_schedule, "augment": augment, "early_stopping": early_stopping}
     missing = [k for k in cfg.runtime if given[k] is None]
     if missing:
@@ -194,18 +195,22 @@ def resume(session, run_id: str, epochs: int | None = None, background: bool = F
         raise RunError(f"run {run_id} was trained with {what}, which cannot be rebuilt from disk; pass it again: "
                        f"session.resume({run_id!r}, " + ", ".join(f"{k}=..." for k in missing) + ")")
     live = {k: given[k] if given[k] is not None else getattr(cfg, k) for k in RUNTIME_FIELDS}
-    state = run.load_checkpoint() if run.checkpoints() else None
-    model = session.new_model(seed=cfg.seed, **cfg.model_kwargs)
-    engine = _engine(session, run, model, cfg, live, _averaging(cfg), None, 32)
-    if state is not None:
-        try:
+    run.acquire()  # one owner at a time (RunLockedError names the live owner's PID)
+    try:  # nothing below the status change may leave a completed run marked "running"
+        state = run.load_checkpoint() if run.checkpoints(mid_epoch=True) else None
+        model = session.new_model(seed=cfg.seed, **cfg.model_kwargs)
+        if state is not None:
+            validate.checkpoint_fits(model, state, run_id)
+        engine = _engine(session, run, model, cfg, live, _averaging(cfg), None, 32)
+        if state is not None:
             engine.load_state(state)
-        except RuntimeError as e:
-            raise RunError(f"run {run_id}'s checkpoint does not fit the session's model ({str(e).splitlines()[0]}); "
-                           "resume it from a session built with the same model and arguments") from None
-    session.store.truncate_after(run, state["step"] if state else 0, state["epoch"] if state else 0)
+        session.store.truncate_after(run, state["step"] if state else 0, state["epoch"] if state else 0)
+    except BaseException:
+        run.release()
+        raise
     run.set_status("running", resumed_from=state["epoch"] if state else 0, pid=os.getpid())
-    return _launch(session, run, engine, cfg, background, True)
+    with run.failing_on_error():
+        return _launch(session, run, engine, cfg, background, True)
 
 
 def _engine(session, run, model, cfg: RunConfig, live: dict, callbacks, loss_fn, log_every) -> Engine:

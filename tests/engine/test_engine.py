@@ -207,8 +207,24 @@ def test_step_losses_are_read_in_batches_and_divergence_keeps_its_exact_step(dig
     s.on("steps_logged", lambda ev: reads.append(len(ev.records)))
     run = s.fit(epochs=2, log_every=10)
     assert reads == [10, 10, 3, 10, 10, 3] and len(run.step_records) == 46
-    bad = s.fit(epochs=2, lr=1e30, optimizer="sgd")  # explodes: the first NaN/inf is named with its step, nothing after it is kept
+    # the 15th training forward returns NaN: the run ends diverged at exactly that step, read from the buffer
+    bad = wb.Session(lambda num_classes=10: nn.Sequential(nn.Flatten(), nn.Linear(64, num_classes), NaNAt(15)),
+                     train, test, seed=0, root=tmp_path / "bad").fit(epochs=2, log_every=10)
     assert bad.status == "diverged"
-    steps = bad.steps
-    first = bad.records("diverged")["step"].iloc[0]
-    assert steps.step.iloc[-1] == first and not torch.isfinite(torch.tensor(steps.loss.iloc[-1]))
+    assert bad.records("diverged")["step"].tolist() == [15] and bad.steps.step.iloc[-1] == 15
+    assert not torch.isfinite(torch.tensor(bad.steps.loss.iloc[-1]))
+
+
+class NaNAt(nn.Module):
+    """Finite until the n-th training forward, then NaN."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.n, self.calls = n, 0
+
+    def forward(self, x):
+        if self.training and torch.is_grad_enabled():
+            self.calls += 1
+            if self.calls == self.n:
+                return x * float("nan")
+        return x

@@ -38,7 +38,8 @@ def test_regression_soft_term_is_mse_to_the_teacher():
 
 @pytest.fixture(scope="module")
 def distilled(mlp_session, seed_ensemble):
-    return distill(mlp_session, seed_ensemble, epochs=3, lr=3e-3, temperature=4.0, alpha=0.7, repeats=3)
+    # through the session, which records the result in its book
+    return mlp_session.distill(seed_ensemble, epochs=3, lr=3e-3, temperature=4.0, alpha=0.7, repeats=3)
 
 
 def test_distillation_end_to_end(distilled, mlp_session, seed_ensemble):

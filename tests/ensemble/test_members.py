@@ -69,7 +69,7 @@ def test_result_in_session_reports_and_on_disk(seed_ensemble, mlp_session):
 
 def test_checkpoint_ensemble_uses_the_last_epochs(mlp_session):
     run = mlp_session.fit(epochs=4, lr=3e-3, seed=7)
-    r = ensemble(mlp_session, "checkpoints", n=3, run=run.id)
+    r = mlp_session.ensemble("checkpoints", n=3, run=run.id)  # the session records what it returns
     assert r.recipe == "IV.3" and r.n_eval == 360
     assert r.members["source"].tolist() == ["epoch 4", "epoch 3", "epoch 2"]
     assert r.members["metric"].iloc[0] == pytest.approx(run.metrics["val_metric"].iloc[-1])

@@ -38,7 +38,7 @@ def test_conv_grid_per_epoch(session):
     assert init["change"] == 0.0
     first = session.new_model().features[0].weight.detach()
     assert recs[-1]["change"] == pytest.approx(float((weight - first).norm() / first.norm()), rel=1e-5)
-    assert inst.summary()["status"] == "ok"
+    assert inst.summary()["status"] == "pass"
     assert inst.rgba().shape == (9, 33) and inst.rgba().dtype == np.uint32
 
 

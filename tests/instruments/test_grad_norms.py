@@ -26,7 +26,7 @@ def test_norms_match_saved_gradients(session, manual):
             mine = np.concatenate([g.double().cpu().numpy().ravel() for n, g in grads.items()
                                    if n.rsplit(".", 1)[0] == layer])
             assert norm == pytest.approx(np.linalg.norm(mine), rel=1e-6), layer
-    assert inst.trapped is None and inst.summary()["status"] == "ok"
+    assert inst.trapped is None and inst.summary()["status"] == "pass"
     assert list(inst.frame().columns[:2]) == ["step", "total"]
 
 

@@ -61,7 +61,7 @@ def test_counts_and_stats_match_numpy(mlp_session):
     hm = inst.heatmap("2")
     assert hm["counts"].shape == (5, inst.bins) and len(hm["edges"]) == inst.bins + 1
     assert inst.edges[("2", "act")][0] == 0.0  # ReLU outputs are non-negative
-    assert inst.summary()["status"] == "ok"
+    assert inst.summary()["status"] == "pass"
     df = inst.frame()
     assert len(df) == 5 * 5 * 2 and {"mean", "std", "frac_zero", "frac_saturated"} <= set(df.columns)
 

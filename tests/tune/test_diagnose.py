@@ -135,8 +135,8 @@ def test_instrument_verdicts_become_findings(mlp_session):
     assert not {"histograms", "grad_norms", "curves"} & set(d.names)
     assert d.get("instrument:broken").severity == "info"
     frame = d.to_frame()
-    assert list(frame.columns) == ["name", "severity", "message", "advice", "recipe", "evidence"]
-    assert list(frame["severity"]) == ["error", "warn", "info"]  # sorted by severity
+    assert list(frame.columns) == ["name", "status", "message", "advice", "recipe", "evidence"]
+    assert list(frame["status"]) == ["fail", "warn", "skip"]  # sorted worst first (one verdict vocabulary)
 
 
 def test_real_instruments_feed_the_diagnosis(mlp_session):

@@ -139,7 +139,7 @@ def test_diagnosis_finds_a_too_high_lr_and_nothing_on_a_healthy_run(digits, tmp_
         assert f.name in card and f.recipe in card and f.advice.split(":")[0] in card
         for k in f.evidence:
             assert f"{k}=" in card
-    assert step_status(session, "diagnose") == "pass"
+    assert step_status(session, "diagnose") == d.findings[0].status == "warn"  # the worst finding shows
     assert view.epoch_source.data["val_loss"] == bad.metrics["val_loss"].tolist()
 
     d = view.diagnose(good.id)
@@ -147,6 +147,7 @@ def test_diagnosis_finds_a_too_high_lr_and_nothing_on_a_healthy_run(digits, tmp_
     assert "healthy" in view._cards[0].object and "wb-diagnosis-healthy" in view._cards[1].object
     assert view.epoch_source.data["train_metric"] == good.metrics["train_metric"].tolist()
     assert len(view.step_source.data["loss"]) == len(good.steps)
+    assert step_status(session, "diagnose") == "pass"  # a healthy run: done, nothing to fix
 
     # III.M3: the config diff and the metric deltas of the two runs
     c = view.compare(bad.id, good.id)

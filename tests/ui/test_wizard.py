@@ -4,15 +4,9 @@ import panel as pn
 
 from workbench.ui import create_app
 from workbench.ui.common import ERRORS, guarded
+from workbench.ui.human import HumanBaseline
 from workbench.ui.wizard import RecipeWizard, available_steps, next_action, step_status
-
-
-class CheckResult:
-    """A CheckResult-shaped record (the views read only these attributes); the checks backend has its own."""
-
-    def __init__(self, name, status, measured, expected, message, recipe):
-        self.name, self.status, self.measured, self.expected = name, status, measured, expected
-        self.message, self.recipe = message, recipe
+from workbench.verdict import Verdict
 
 
 def test_every_available_step_opens_and_shows_its_views(small_session):
@@ -28,24 +22,44 @@ def test_every_available_step_opens_and_shows_its_views(small_session):
     assert {"DataBrowser", "BatchViewer", "LiveCurves", "ExportView"} <= set(wiz.views)
 
 
-def test_statuses_and_next_follow_the_session(small_session):
+def test_statuses_turn_green_only_when_the_step_is_done(small_session):
     s = small_session
-    assert step_status(s, "checks") == "not run"
-    assert step_status(s, "train") == "not run"
-    s.results["init_loss"] = CheckResult("init_loss", "pass", {"loss": 2.30}, 2.3026, "ok", "II.4")
-    assert step_status(s, "checks") == "pass"
-    s.results["input_independent"] = CheckResult("input_independent", "fail", {"gap": 0.0}, 0.5,
-                                                 "the model does not use its input", "II.7")
-    assert step_status(s, "checks") == "fail"
+    assert step_status(s, "checks") == "not run" and step_status(s, "train") == "not run"
+    quick = ["architecture", "init_loss", "regularization"]
+    s.check("init_loss")
+    assert step_status(s, "checks", quick) == "partial"  # one of three selected checks: not done yet
+    assert step_status(s, "checks") == "partial"  # nor of every applicable check
+    for name in quick[::2]:
+        s.check(name)
+    assert step_status(s, "checks", quick) == "pass"
+    s.results["input_independent"] = Verdict("input_independent", "fail", {"gap": 0.0}, 0.5,
+                                             "the model does not use its input", "II.7")
+    assert step_status(s, "checks", quick) == "fail"  # a failure shows at once, done or not
     key, text = next_action(s)
     assert key == "checks" and "input_independent" in text and "II.7" in text
     del s.results["input_independent"]
+
+    s.fit(epochs=1, tags={"study": "coarse", "trial": 0})  # what a search trial is: not the person's run
+    assert step_status(s, "train") == "not run"
     s.fit(epochs=1)
     assert step_status(s, "train") == "pass"
-    s.human_baseline = 0.9
-    assert step_status(s, "browse") == "pass"
 
 
+def test_next_card_walks_the_steps_in_order_and_never_skips_one(small_session):
+    s = small_session
+    wiz = RecipeWizard(s)
+    keys = [st.key for st in wiz.steps]
+    assert next_action(s, wiz.steps)[0] == keys[0] == "browse"
+    human = HumanBaseline(s, n=4)
+    for _ in range(2):
+        human.answer(int(s.split("test")[human.current][1]))
+    assert step_status(s, "browse") == "partial" and s.human_baseline is None  # 2 of 4 answers: no baseline
+    assert next_action(s, wiz.steps)[0] == "browse"
+    for _ in range(2):
+        human.answer((int(s.split("test")[human.current][1]) + 1) % 10)  # two wrong answers
+    assert step_status(s, "browse") == "pass" and s.human_baseline == 0.5
+    assert s.book.get("human_baseline")["n"] == 4
+    assert next_action(s, wiz.steps)[0] == keys[1]  # the next step, not a later one
 def test_wizard_redraws_when_a_session_event_arrives(small_session):
     wiz = RecipeWizard(small_session)
     before = wiz.refresh_counter
@@ -85,3 +99,26 @@ def test_app_is_a_template_with_the_stepper_in_the_sidebar(small_session):
     assert isinstance(app, pn.template.FastListTemplate)
     assert pn.config.notifications
     assert app.sidebar[0] is app.wizard.stepper()
+
+
+def test_a_reloaded_page_shows_the_same_results(small_session, make_small_session):
+    """A page reload builds a new Session on the same root and data: the book gives it every result back."""
+    import workbench as wb
+
+    s = small_session
+    for name in ("architecture", "init_loss", "regularization"):
+        s.check(name)
+    found = s.lr_find(steps=20, coarse=None)
+    s.fit(epochs=1)
+    reloaded = make_small_session(wb.models.mlp)
+    assert reloaded is not s and reloaded.book.directory == s.book.directory
+    app = create_app(reloaded)
+    wiz = app.wizard
+    assert step_status(reloaded, "checks", ["architecture", "init_loss", "regularization"]) == "pass"
+    assert step_status(reloaded, "tune") == "pass" and step_status(reloaded, "train") == "pass"
+    wiz.go("tune")
+    tune = wiz.views["TuneView"]
+    assert tune.result.suggestion == found.suggestion and len(tune.curve_source.data["lr"]) == len(found.curve)
+    wiz.go("checks")
+    cards = " ".join(c[0].object for c in wiz.views["ChecksPanel"]._cards)
+    assert all(f"wb-check-{n}" in cards for n in ("architecture", "init_loss", "regularization"))

@@ -1,9 +1,10 @@
 """The sanity checks of recipe part II, by name: ``run_check(session, "init_loss")`` -> CheckResult.
 
 Each check is one file in this folder, registered with ``@register(name, recipe)``. ``run_check``
-leaves the session as it found it (model weights, RNG, last run), stores the verdict in
-``session.results[name]`` and emits ``check_done``. A model that raises gives an ``error`` verdict;
-a wrong check name or option raises a WorkbenchError (that is the caller's mistake, not the model's).
+leaves the session as it found it (model weights, RNG, last run), records the verdict in the
+session's result book (``session.book``, read as ``session.results[name]``) and emits
+``check_done``. A model that raises gives an ``error`` verdict; a wrong check name or option
+raises a WorkbenchError (that is the caller's mistake, not the model's).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import importlib
 import time
 import traceback
 
+from workbench import validate
 from workbench.checks.base import REGISTRY, CheckResult, preserved, register
-from workbench.errors import WorkbenchError
+from workbench.errors import ConfigError, WorkbenchError
 
 _MODULES = ("architecture", "data_pipeline", "init_loss", "bias_init", "determinism", "regularization",
             "dependency", "gradcheck", "overfit", "baselines", "capacity")
@@ -34,17 +36,18 @@ def options(name: str) -> dict:
 
 def _spec(name: str):
     if name not in REGISTRY:
-        raise WorkbenchError(f"no check named {name!r}; checks are: {', '.join(names())}")
+        raise ConfigError(f"no check named {name!r}; checks are: {', '.join(names())}")
     return REGISTRY[name]
 
 
 def run_check(session, name: str, **opts) -> CheckResult:
-    """Run one check on ``session``; the verdict also lands in ``session.results[name]``."""
+    """Run one check on ``session``; the verdict is recorded in the session's book (``session.results[name]``)."""
     spec = _spec(name)
     unknown = sorted(set(opts) - set(spec.options))
     if unknown:
-        raise WorkbenchError(f"check {name!r} has no option {', '.join(map(repr, unknown))}; "
-                             f"its options are: {spec.options}")
+        raise ConfigError(f"check {name!r} has no option {', '.join(map(repr, unknown))}; "
+                          f"its options are: {spec.options}")
+    validate.check_options(name, opts)  # batches=0 or steps<0 would give a verdict on nothing
     return session.runner.call("check", _run_check, session, spec, name, opts)
 
 
@@ -64,7 +67,7 @@ def _run_check(session, spec, name: str, opts: dict) -> CheckResult:
                                   f"the check stopped: {type(e).__name__}: {e}", spec.recipe,
                                   {"traceback": traceback.format_exc(limit=6)})
     res.seconds = round(time.perf_counter() - start, 4)
-    session.results[name] = res
+    session.book.record("checks", res, name=name)
     session.emit("check_done", result=res)
     return res
 
@@ -76,11 +79,11 @@ def run_checks(session, names=None, **per_check) -> list[CheckResult]:
         _spec(n)
     bad = sorted(set(per_check) - set(chosen))
     if bad:
-        raise WorkbenchError(f"options given for checks that do not run: {bad}; pass them as "
-                             f"check_name={{option: value}} for one of {chosen}")
+        raise ConfigError(f"options given for checks that do not run: {bad}; pass them as "
+                          f"check_name={{option: value}} for one of {chosen}")
     for k, v in per_check.items():
         if not isinstance(v, dict):
-            raise WorkbenchError(f"options for {k!r} must be a dict like {{'steps': 100}}, got {v!r}")
+            raise ConfigError(f"options for {k!r} must be a dict like {{'steps': 100}}, got {v!r}")
     # one job for the whole list: a second request queues behind it, not between its checks
     return session.runner.call("checks", lambda: [run_check(session, n, **per_check.get(n, {})) for n in chosen])
 

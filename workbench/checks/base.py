@@ -10,65 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import html
 import inspect
-import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
 from workbench.datasets import TensorPairDataset
+from workbench.verdict import STATUSES, SYMBOLS, Verdict, fmt, jsonable  # noqa: F401 - re-exported
 
-STATUSES = ("pass", "warn", "fail", "skip", "error")
-_SYMBOL = {"pass": "✔", "warn": "⚠", "fail": "✖", "skip": "·", "error": "!"}
-_COLOR = {"pass": "#1a7f37", "warn": "#9a6700", "fail": "#cf222e", "skip": "#57606a", "error": "#8250df"}
-
-
-@dataclass
-class CheckResult:
-    """A verdict with its evidence: status, the numbers measured, what was expected, what to do, the recipe step."""
-
-    name: str
-    status: str
-    measured: dict = field(default_factory=dict)
-    expected: object = None
-    message: str = ""
-    recipe: str = ""
-    details: dict = field(default_factory=dict)
-    seconds: float | None = None
-
-    def __post_init__(self):
-        if self.status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
-
-    @property
-    def ok(self) -> bool:
-        """True unless the check failed or errored (warn and skip are not failures)."""
-        return self.status not in ("fail", "error")
-
-    def to_dict(self) -> dict:
-        """A JSON-safe dict (tensors and numpy values become lists and floats, NaN/inf become strings)."""
-        return jsonable({"name": self.name, "status": self.status, "measured": self.measured,
-                         "expected": self.expected, "message": self.message, "recipe": self.recipe,
-                         "details": self.details, "seconds": self.seconds})
-
-    def summary(self) -> str:
-        """One line: the measured numbers, compact."""
-        return ", ".join(f"{k}={fmt(v)}" for k, v in list(self.measured.items())[:4])
-
-    def __repr__(self) -> str:
-        return (f"CheckResult({self.name} [{self.recipe}] {_SYMBOL[self.status]} {self.status}: {self.message} "
-                f"| measured: {self.summary()} | expected: {fmt(self.expected)})")
-
-    def _repr_html_(self) -> str:
-        rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(fmt(v))}</td></tr>"
-                       for k, v in self.measured.items())
-        return (f"<div><b style='color:{_COLOR[self.status]}'>{_SYMBOL[self.status]} {self.status}</b> "
-                f"<code>{self.name}</code> <small>recipe {self.recipe}</small><br>{html.escape(self.message)}"
-                f"<table>{rows}</table><small>expected: {html.escape(fmt(self.expected))}</small></div>")
+# the one verdict shape (workbench/verdict.py): a check's result is a Verdict, named CheckResult here
+CheckResult = Verdict
+_SYMBOL = SYMBOLS
 
 
 @dataclass
@@ -220,40 +174,3 @@ def output_layer(model: nn.Module, x: torch.Tensor) -> tuple[str, nn.Module] | N
     last = [(n, m) for n, m in model.named_modules()
             if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) and m.bias is not None]
     return last[-1] if last else None
-
-
-def jsonable(o):
-    """Plain JSON types from tensors, numpy values, tuples and non-finite floats."""
-    if isinstance(o, dict):
-        return {str(k): jsonable(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple, set)):
-        return [jsonable(v) for v in o]
-    if isinstance(o, torch.Tensor):
-        return jsonable(o.detach().cpu().tolist())
-    if isinstance(o, np.ndarray):
-        return jsonable(o.tolist())
-    if isinstance(o, (np.floating, np.integer, np.bool_)):
-        o = o.item()
-    if isinstance(o, float) and not math.isfinite(o):
-        return str(o)
-    if o is None or isinstance(o, (bool, int, float, str)):
-        return o
-    return repr(o)
-
-
-def fmt(v) -> str:
-    """A number (or anything) short enough for a table cell."""
-    if isinstance(v, bool) or v is None:
-        return str(v)
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    if isinstance(v, (float, np.floating)):
-        v = float(v)
-        if v == 0 or not math.isfinite(v):
-            return str(v)
-        return f"{v:.3g}" if 1e-3 <= abs(v) < 1e4 else f"{v:.2e}"
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(fmt(x) for x in list(v)[:4]) + (", …" if len(v) > 4 else "") + "]"
-    if isinstance(v, dict):
-        return ", ".join(f"{k} {fmt(x)}" for k, x in list(v.items())[:3])
-    return str(v)

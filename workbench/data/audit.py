@@ -292,6 +292,9 @@ def _labels(scanned, task, usable, rep, reps, E, opts, out, skipped, meta, note)
         keep = counts[y] >= 2  # a class seen once cannot be predicted out of sample
         rows, y = rows[keep], np.unique(y[keep], return_inverse=True)[1]
         classes = classes[counts >= 2]
+        if len(classes) < 2:  # e.g. every class seen exactly once: nothing to predict out of sample
+            skipped["label_issue"] = "skipped: fewer than two classes have two or more examples"
+            return skipped["label_issue"]
         row_of = np.full(scanned.n, -1)
         row_of[reps] = np.arange(len(reps))
         P, acc, folds = labels.kfold_pred_probs(E[row_of[rep[rows]]], y, opts.label_folds, opts.seed)

@@ -92,8 +92,8 @@ class DistillResult:
         return f"DistillResult({self.summary()})"
 
 
-def distill(session, teacher, student=None, temperature: float = 4.0, alpha: float = 0.7, epochs: int = 5,
-            lr: float = 1e-3, optimizer="adam", weight_decay: float = 0.0, width: int | None = None,
+def distill(session, teacher, student=None, temperature: float = 4.0, alpha: float = 0.7, epochs: int | None = None,
+            lr: float | None = None, optimizer=None, weight_decay: float | None = None, width: int | None = None,
             seed: int | None = None, batch_size: int | None = None, scratch: bool = True, repeats: int = 7,
             name: str = "distill") -> DistillResult:
     """Train ``student`` on ``teacher``'s soft targets and compare it with the teacher and a scratch student.
@@ -102,7 +102,10 @@ def distill(session, teacher, student=None, temperature: float = 4.0, alpha: flo
     checkpoint). ``student``: an nn.Module, a factory, or None for ``session.new_model(width=...)`` at
     half the factory's default width (or ``width``) when the factory accepts one. ``alpha`` weighs the
     soft (teacher) term, ``1 - alpha`` the hard-label term. ``scratch=False`` skips the baseline.
+    ``epochs``, ``lr``, ``optimizer`` and ``weight_decay`` default to ``session.chosen_config()`` (the LR
+    finder's pick, the best search trial or your last completed run; 5 epochs of Adam at 1e-3 without one).
     """
+    epochs, lr, optimizer, weight_decay = _chosen(session, epochs, lr, optimizer, weight_decay)
     if not float(temperature) > 0:
         raise EnsembleError(f"temperature must be > 0, got {temperature!r}")
     if not 0.0 <= float(alpha) <= 1.0:
@@ -144,9 +147,16 @@ def distill(session, teacher, student=None, temperature: float = 4.0, alpha: flo
     rows = _measure_all(session, entries, split, repeats)
     result = DistillResult(table=pd.DataFrame(rows), run=run, scratch_run=scratch_run, student=student_model,
                            temperature=temperature, alpha=alpha, metric_name=session.task.metric, split=split)
-    session.reports["distill"] = result
     result.path = _record_json(session, "distill", result.to_dict())
     return result
+
+
+def _chosen(session, epochs, lr, optimizer, weight_decay):
+    """The caller's values, the gaps filled from the session's chosen configuration (B.1-B.3)."""
+    c = session.chosen_config() if hasattr(session, "chosen_config") else {}
+    pick = lambda given, key, default: given if given is not None else c.get(key, default)  # noqa: E731
+    return (pick(epochs, "epochs", 5), pick(lr, "lr", 1e-3), pick(optimizer, "optimizer", "adam"),
+            pick(weight_decay, "weight_decay", 0.0))
 
 
 # ------------------------------------------------------------------------------------------- training

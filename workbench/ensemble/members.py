@@ -148,10 +148,11 @@ def ensemble(session, kind: str = "seeds", n: int = 5, epochs: int | None = None
     """Build an ensemble of ``n`` members and score it on the whole test split (IV.1-IV.3).
 
     ``kind="seeds"``: ``session.fit(seed=s)`` for ``n`` seeds (``seeds`` or session.seed + 0..n-1), with
-    the hyper-parameters of ``run`` when given (the configuration cross-validation chose, IV.1),
-    ``epochs`` (default: the run's, else 5) and ``fit_options`` on top.
-    ``kind="configs"``: the best ``n`` rows (``run_id``, ``value``, best first) of ``search`` or
-    ``session.reports["search"]``, each run's last checkpoint (IV.2).
+    the hyper-parameters of ``run`` when given, else ``session.chosen_config()`` (the LR finder's pick,
+    the best search trial or your last completed run, IV.1), ``epochs`` (default: theirs) and
+    ``fit_options`` on top.
+    ``kind="configs"``: the best ``n`` rows (``run_id``, ``value``, best first) of ``search`` or the
+    session's recorded search, each run's last checkpoint (IV.2).
     ``kind="checkpoints"``: the last ``n`` epoch checkpoints of ``run`` (default: the session's last
     run), newest first (IV.3). ``kind="models"``: the given trained ``models``.
     """
@@ -171,12 +172,14 @@ def ensemble(session, kind: str = "seeds", n: int = 5, epochs: int | None = None
         members = list(models)[:n]
         ids, sources = [None] * len(members), [f"model {i}" for i in range(len(members))]
     notes = []
+    if kind == "seeds" and run is None and hasattr(session, "chosen_config"):
+        c = session.chosen_config()
+        notes.append(f"members trained with lr {c['lr']:.3g}, {c['epochs']} epochs: {c['source']}")
     if len(members) < n:
         notes.append(f"asked for {n} members, {len(members)} available")
     module = Ensemble([m.to(session.device) for m in members], task=session.task)
     result = score(session, module, kind=kind, run_ids=ids, sources=sources)
     result.notes += notes
-    session.reports["ensemble"] = result
     result.path = _record(session, result)
     return result
 
@@ -234,10 +237,14 @@ def _seed_members(session, n, epochs, run, seeds, fit_options):
     if fit_options.pop("background", False):
         raise EnsembleError("ensemble members train in the foreground; call ensemble() from a thread instead")
     options = {}
-    if run is not None:  # the hyper-parameters a search or the user settled on
+    if run is not None:  # the hyper-parameters of the run the caller named
         c = session.run(run).config
         options = {k: c[k] for k in ("lr", "optimizer", "weight_decay", "batch_size", "reg_strength",
                                      "model_kwargs") if c.get(k) is not None}
+        epochs = epochs or c.get("epochs")
+    elif hasattr(session, "chosen_config"):  # what the LR finder, the search or your last run settled on
+        c = session.chosen_config()
+        options = {k: c[k] for k in ("lr", "optimizer", "weight_decay", "batch_size") if c.get(k) is not None}
         epochs = epochs or c.get("epochs")
     options.update(fit_options)
     epochs = int(epochs or 5)

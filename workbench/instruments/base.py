@@ -16,6 +16,7 @@ from collections import deque
 import pandas as pd
 
 from workbench.errors import WorkbenchError
+from workbench.verdict import Verdict, status_of
 
 
 class Instrument:
@@ -118,12 +119,20 @@ class Instrument:
                 "every": self.every, "records": self.since(0)}
 
     def summary(self) -> dict:
-        """The verdict: ``{"name", "recipe", "status" ("ok"|"warn"|"fail"|"empty"), "verdict", ...evidence}``."""
-        return self._verdict("empty", f"{self.name}: nothing measured yet")
+        """The verdict: ``{"name", "recipe", "status" ("pass"|"warn"|"fail"|"skip"), "verdict", ...evidence}``."""
+        return self._verdict("skip", f"{self.name}: nothing measured yet")
 
     def _verdict(self, status: str, verdict: str, **evidence) -> dict:
-        return {"name": self.name, "recipe": self.recipe, "status": status, "verdict": verdict,
+        # one status vocabulary with checks and findings (workbench/verdict.py): "ok" is "pass", "empty" is "skip"
+        return {"name": self.name, "recipe": self.recipe, "status": status_of(status), "verdict": verdict,
                 "run": self.run_id, **evidence}
+
+    def as_verdict(self) -> Verdict:
+        """``summary()`` as a Verdict: the status, the sentence and the numbers it rests on."""
+        s = self.summary()
+        measured = {k: v for k, v in s.items() if k not in ("name", "recipe", "status", "verdict", "run")
+                    and isinstance(v, int | float | str | bool)}
+        return Verdict(self.name, s["status"], measured, None, s["verdict"], self.recipe)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(every={self.every}, records={len(self.records)}, "

@@ -167,7 +167,9 @@ class GradNorms(Instrument):
         last = getattr(getattr(ev.run, "trainer", None), "step", None)  # the run's last step
         if bad:
             # a diverged step took no update: the weights were written by the step before it
-            step = last - 1 if ev.status == "diverged" and last else last
+            # (a run "diverged" only at its epoch-end evaluation took its last update: no diverged record)
+            loss_diverged = any(r.get("kind") == "diverged" for r in getattr(ev.run, "extra_records", ()))
+            step = last - 1 if ev.status == "diverged" and last and loss_diverged else last
             first, bad = self._origin(bad, [n for n, _ in named])
             self._report(None, {"kind": "nan_trap", "step": step, "where": "weights", "layer": first, "layers": bad,
                                 "message": f"NaN/inf first appears in layer {first!r}: the update of step {step} "

@@ -53,7 +53,7 @@ def main(args) -> int:
                 coarse = optuna.load_study(study_name=args.study, storage=make_storage(session, args.storage))
                 table = results(coarse, coarse.direction.name.lower())
                 table.attrs["study"] = args.study
-                session.reports["search"] = table
+                session.book.record("search", table)  # refine starts from the coarse study's table
             df = session.search(trials=args.trials, total_trials=args.total_trials, epochs=args.epochs,
                                 stage=args.stage, storage=args.storage,
                                 study_name=None if args.stage == "refine" else args.study,

@@ -81,9 +81,7 @@ def compare(session, run_a, run_b) -> Comparison:
                  "delta": len(b.epoch_records) - len(a.epoch_records)})
     rows.append({"name": "status", "a": a.status, "b": b.status, "delta": None})
     curves = _curves(a, b)
-    result = Comparison(a.id, b.id, diff, pd.DataFrame(rows), curves, session.task.metric, higher)
-    session.reports["compare"] = result
-    return result
+    return Comparison(a.id, b.id, diff, pd.DataFrame(rows), curves, session.task.metric, higher)
 
 
 def config_diff(a: dict, b: dict) -> pd.DataFrame:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from workbench.errors import WorkbenchError
 from workbench.store import Run
+from workbench.verdict import ALIASES, STATUSES, Verdict, status_of
 
 RECIPE = "B.4"
 THRESHOLDS = {
@@ -34,22 +35,38 @@ THRESHOLDS = {
     "noise_window": 10,      # steps in that running mean
 }
 OK_VERDICTS = {"ok", "healthy", "pass", "good", "fine", "", None}
-SEVERITIES = ("error", "warn", "info")
+STATUS_ORDER = ("error", "fail", "warn", "skip", "pass")
 
 
-@dataclass
-class Finding:
-    """One thing a run's curves show: the evidence, the recipe's advice and its step ID."""
+# findings speak the one verdict vocabulary (workbench/verdict.py); ``severity`` keeps the older words readable
+SEVERITY_STATUS = {"error": "fail", "warn": "warn", "info": "skip"}
+STATUS_SEVERITY = {"fail": "error", "error": "error", "warn": "warn", "skip": "info", "pass": "info"}
 
-    name: str
-    severity: str
-    message: str
-    advice: str
-    recipe: str
-    evidence: dict = field(default_factory=dict)
+
+class Finding(Verdict):
+    """One thing a run's curves show, as a Verdict: the evidence (``measured``), the recipe's advice, its step."""
+
+    def __init__(self, name: str, severity: str, message: str, advice: str = "", recipe: str = RECIPE,
+                 evidence: dict | None = None, status: str | None = None):
+        status = status or SEVERITY_STATUS.get(severity) or status_of(severity)
+        super().__init__(name, status, dict(evidence or {}), None, message, recipe, advice=advice)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Finding:
+        return cls(d["name"], "", d.get("message", ""), d.get("advice", ""), d.get("recipe", RECIPE),
+                   d.get("measured") or {}, status=d["status"])
+
+    @property
+    def severity(self) -> str:
+        """The older word for ``status``: error (fail), warn, info (skip or pass)."""
+        return STATUS_SEVERITY[self.status]
+
+    @property
+    def evidence(self) -> dict:
+        return self.measured
 
     def __str__(self) -> str:
-        return f"[{self.severity}] {self.name}: {self.message} -> {self.advice} (recipe {self.recipe})"
+        return f"[{self.status}] {self.name}: {self.message} -> {self.advice} (recipe {self.recipe})"
 
 
 @dataclass
@@ -77,7 +94,7 @@ class Diagnosis:
 
     @property
     def healthy(self) -> bool:
-        return not any(f.severity in ("error", "warn") for f in self.findings)
+        return not any(f.status in ("fail", "error", "warn") for f in self.findings)
 
     def get(self, name: str) -> Finding | None:
         return next((f for f in self.findings if f.name == name), None)
@@ -86,10 +103,11 @@ class Diagnosis:
     def message(self) -> str:
         if not self.findings:
             return f"run {self.run_id}: no problem found in the curves (recipe {RECIPE})"
-        return f"run {self.run_id}: " + "; ".join(f"{f.name} ({f.severity})" for f in self.findings)
+        return f"run {self.run_id}: " + "; ".join(f"{f.name} ({f.status})" for f in self.findings)
 
     def to_frame(self) -> pd.DataFrame:
-        cols = ["name", "severity", "message", "advice", "recipe", "evidence"]
+        """One row per finding: name, status, message, advice, recipe, evidence."""
+        cols = ["name", "status", "message", "advice", "recipe", "evidence"]
         return pd.DataFrame([{c: getattr(f, c) for c in cols} for f in self.findings], columns=cols)
 
     def __repr__(self) -> str:
@@ -99,7 +117,7 @@ class Diagnosis:
 def diagnose(session, run=None, **thresholds) -> Diagnosis:
     """Findings on ``run`` (a Run or run id; the last run by default) with the recipe's advice (B.4).
 
-    Keyword options override ``THRESHOLDS``. Stored in ``session.reports["diagnosis"]``.
+    Keyword options override ``THRESHOLDS``. ``session.diagnose`` records it in the session's book.
     """
     unknown = set(thresholds) - set(THRESHOLDS)
     if unknown:
@@ -119,10 +137,8 @@ def diagnose(session, run=None, **thresholds) -> Diagnosis:
     if "no_progress" in {f.name for f in findings}:  # the LR is the cause: "bigger model" would mislead
         findings = [f for f in findings if f.name != "underfit"]
     findings += _from_instruments(session, run.id)
-    findings.sort(key=lambda f: SEVERITIES.index(f.severity) if f.severity in SEVERITIES else 9)
-    result = Diagnosis(run.id, findings, th, stats)
-    session.reports["diagnosis"] = result
-    return result
+    findings.sort(key=lambda f: STATUS_ORDER.index(f.status))
+    return Diagnosis(run.id, findings, th, stats)
 
 
 # --------------------------------------------------------------------------------------- finders
@@ -251,7 +267,7 @@ def _from_instruments(session, run_id: str) -> list[Finding]:
     """A finding per attached instrument whose summary is not ok, for this run (an instrument that
     last watched another run says nothing about this one).
 
-    Instruments summarise as ``{"name", "recipe", "status": "ok"|"warn"|"fail"|"empty", "verdict", ...}``;
+    Instruments summarise as ``{"name", "recipe", "status": "pass"|"warn"|"fail"|"skip", "verdict", ...}``;
     without a ``status``, a ``verdict`` such as "ok" or "healthy" counts as fine.
     """
     out = []
@@ -269,9 +285,10 @@ def _from_instruments(session, run_id: str) -> list[Finding]:
             continue
         status, verdict = summary.get("status"), summary.get("verdict")
         if status is not None:
-            if str(status).lower() in ("ok", "empty", "pass", "skip"):
+            status = status_of(status) if str(status).lower() in ALIASES or status in STATUSES else "warn"
+            if status in ("pass", "skip"):
                 continue
-            severity = "error" if str(status).lower() in ("fail", "error") else "warn"
+            severity = "error" if status in ("fail", "error") else "warn"
         elif verdict is None or str(verdict).strip().lower() in OK_VERDICTS:
             continue
         else:

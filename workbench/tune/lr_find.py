@@ -86,7 +86,7 @@ def lr_find(session, start: float = 1e-7, end: float = 10.0, steps: int = 100, w
 
     ``coarse``: the LRs of the recipe's coarse test (``None`` or ``()`` skips it); the pick is the
     largest whose mean loss over the last 10% of ``coarse_iters`` iterations is at least
-    ``min_drop`` below the loss at initialisation. Stored in ``session.reports["lr_find"]``.
+    ``min_drop`` below the loss at initialisation. ``session.lr_find`` records it in the session's book.
     """
     _validate(start, end, steps, smoothing, diverge, method, coarse_iters)
     from workbench.train import make_optimizer
@@ -137,9 +137,7 @@ def lr_find(session, start: float = 1e-7, end: float = 10.0, steps: int = 100, w
     config = {"start": start, "end": end, "steps": steps, "weight_decay": weight_decay, "smoothing": smoothing,
               "diverge": diverge, "optimizer": str(optimizer), "seed": seed, "coarse": list(coarse or ()),
               "coarse_iters": coarse_iters, "min_drop": min_drop, "batch_size": batch_size or session.batch_size}
-    result = LRFindResult(curve, suggestions, method, stopped, coarse_df, summary, config)
-    session.reports["lr_find"] = result
-    return result
+    return LRFindResult(curve, suggestions, method, stopped, coarse_df, summary, config)
 
 
 def suggest(curve: pd.DataFrame, skip_start: int = 5) -> dict:

@@ -23,7 +23,8 @@ import pandas as pd
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from workbench.errors import WorkbenchError
+from workbench import validate
+from workbench.errors import ConfigError, WorkbenchError
 
 RECIPE = {"coarse": "B.2", "refine": "B.3"}
 DEFAULT_EPOCHS = {"coarse": 2, "refine": 10}
@@ -53,19 +54,20 @@ def search(session, space: dict | None = None, trials: int | None = None, epochs
     failed after two missed heartbeats and run again with the same parameters, so none is lost.
     Refine takes the ``top`` configurations of the coarse results (``from_results``, else
     ``session.reports["search"]``). The table has columns ``trial, run_id, lr, weight_decay,
-    epochs, value, state`` and more; it is stored in ``session.reports["search"]``.
+    epochs, value, state`` and more; ``session.search`` records it in the session's book.
     """
+    validate.search_options(trials=trials, epochs=epochs, total_trials=total_trials)  # epochs=0 trained anyway
     if stage not in RECIPE:
-        raise WorkbenchError(f"stage must be 'coarse' or 'refine', got {stage!r}")
+        raise ConfigError(f"stage must be 'coarse' or 'refine', got {stage!r}")
     if sampler not in ("random", "qmc"):
-        raise WorkbenchError(f"sampler must be 'random' or 'qmc', got {sampler!r}")
+        raise ConfigError(f"sampler must be 'random' or 'qmc', got {sampler!r}")
     if (trials is not None and int(trials) < 0) or (total_trials is not None and int(total_trials) < 1):
-        raise WorkbenchError(f"trials must be >= 0 and total_trials >= 1, got {trials!r}, {total_trials!r}")
+        raise ConfigError(f"trials must be >= 0 and total_trials >= 1, got {trials!r}, {total_trials!r}")
     if objective not in ("val_metric", "val_loss", "train_loss", "train_metric"):
-        raise WorkbenchError(f"objective must be a column of the run's metrics such as 'val_metric' or "
-                             f"'val_loss', got {objective!r}")
+        raise ConfigError(f"objective must be a column of the run's metrics such as 'val_metric' or "
+                          f"'val_loss', got {objective!r}")
     if stage == "refine" and fit_options.get("lr_schedule") is not None:
-        raise WorkbenchError("refine trains without LR decay (recipe B.3, III.M4); drop lr_schedule=")
+        raise ConfigError("refine trains without LR decay (recipe B.3, III.M4); drop lr_schedule=")
     epochs = int(epochs or DEFAULT_EPOCHS[stage])
     lo, hi = RECIPE_EPOCHS[stage]
     if not lo <= epochs <= hi:
@@ -139,8 +141,6 @@ def search(session, space: dict | None = None, trials: int | None = None, epochs
     table = results(study, direction)
     table.attrs.update(study=study_name, storage=_describe_storage(store), stage=stage, direction=direction,
                        objective=objective, recipe=RECIPE[stage], epochs=epochs)
-    session.reports["search"] = table
-    session.reports[f"search_{stage}"] = table
     return table
 
 
@@ -258,17 +258,18 @@ def _suggest(trial: optuna.Trial, name: str, dist: BaseDistribution):
         return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
     if isinstance(dist, FloatDistribution):
         return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
-    raise WorkbenchError(f"search space {name!r}: unsupported distribution {type(dist).__name__}")
+    raise ConfigError(f"search space {name!r}: unsupported distribution {type(dist).__name__}")
 
 
 def _parse_space(session, space: dict) -> dict[str, BaseDistribution]:
     if not isinstance(space, dict) or not space:
-        raise WorkbenchError("space must be a non-empty dict: name -> list | ('log', lo, hi) | distribution")
+        raise ConfigError("space must be a non-empty dict: name -> list | ('log', lo, hi) | distribution")
     out = {}
     for name, spec in space.items():
         if name not in FIT_KEYS and not session.accepts(name):
-            raise WorkbenchError(f"search space: {name!r} is neither a fit option ({sorted(FIT_KEYS)}) nor a "
-                                 f"keyword of the model factory {session.model_name}")
+            raise ConfigError(f"search space: {name!r} is neither a fit option ({sorted(FIT_KEYS)}) nor a "
+                              f"keyword of the model factory {session.model_name}",
+                              fix="name a fit option, or give the factory that keyword")
         out[name] = _distribution(name, spec)
     return out
 
@@ -279,14 +280,15 @@ def _distribution(name: str, spec) -> BaseDistribution:
     if isinstance(spec, tuple) and len(spec) == 3 and spec[0] in ("log", "float", "int"):
         kind, lo, hi = spec
         if not lo < hi or (kind == "log" and lo <= 0):
-            raise WorkbenchError(f"search space {name!r}: need 0 < lo < hi for {kind}, got ({lo!r}, {hi!r})")
+            raise ConfigError(f"search space {name!r}: need 0 < lo < hi for {kind}, got ({lo!r}, {hi!r})",
+                              fix=f"pass ({kind!r}, lo, hi) with lo < hi, e.g. ('log', 1e-5, 1e-1)")
         if kind == "int":
             return IntDistribution(int(lo), int(hi))
         return FloatDistribution(float(lo), float(hi), log=kind == "log")
     if isinstance(spec, list | tuple) and len(spec):
         return CategoricalDistribution(list(spec))
-    raise WorkbenchError(f"search space {name!r}: use a list of choices, ('log', lo, hi), ('float', lo, hi), "
-                         f"('int', lo, hi) or an Optuna distribution, got {spec!r}")
+    raise ConfigError(f"search space {name!r}: use a list of choices, ('log', lo, hi), ('float', lo, hi), "
+                      f"('int', lo, hi) or an Optuna distribution, got {spec!r}")
 
 
 def _best_configs(table, top: int) -> list[dict]:

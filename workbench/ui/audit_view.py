@@ -13,11 +13,9 @@ from workbench.ui.common import Background, LiveView, button, describe_error, gu
 
 
 def run_audit(session, **options):
-    """``session.audit()`` with the task named, stored in ``session.reports["audit"]`` for every view."""
+    """``session.audit()`` with the task named; the session records it in its book for every view."""
     options.setdefault("task", session.task.name)
-    report = session.audit(**options)
-    session.reports["audit"] = report
-    return report
+    return session.audit(**options)
 
 
 class AuditView(LiveView):
@@ -75,7 +73,7 @@ class AuditView(LiveView):
             self.show()
 
     def show(self) -> None:
-        rep = self.session.reports.get("audit")
+        rep = self.session.book.get("audit")
         if rep is None:
             self._summary[:] = [pn.pane.Markdown("Not audited yet. The audit looks for exact and near duplicates, "
                                                  "train/test leaks, corrupt inputs, likely wrong labels, outliers "

@@ -55,6 +55,7 @@ class ChecksPanel(LiveView):
         self.selected = [n for n in self.selected if n in names]
         self.session = session
         self._done: list = []  # verdicts from the worker thread, drawn by flush
+        self._received: set = set()  # names of the checks this run has answered (the progress bar)
         self._lock = threading.Lock()
         self._thread = None
         self._error = None
@@ -70,6 +71,7 @@ class ChecksPanel(LiveView):
     def _on_done(self, event) -> None:
         with self._lock:
             self._done.append(event.result)
+            self._received.add(event.result.name)
 
     @guarded
     def start(self, names=None):
@@ -82,7 +84,7 @@ class ChecksPanel(LiveView):
             raise ValueError("select at least one check")
         self.running, self._error, self._total = True, None, len(chosen)
         with self._lock:
-            self._done = []
+            self._done, self._received = [], set()
         self.run_button.disabled = True
         self.progress.value, self.progress.visible = 0, True
 
@@ -102,7 +104,7 @@ class ChecksPanel(LiveView):
 
     def show(self, results=None) -> None:
         """Draw one card per verdict the session holds (most recent of each check)."""
-        results = list(results) if results is not None else list(self.session.results.values())
+        results = list(results) if results is not None else list(self.session.book.checks().values())
         order = {n: i for i, n in enumerate(check_names())}
         results.sort(key=lambda r: order.get(r.name, 99))
         cards = [self._card(r) for r in results]
@@ -140,7 +142,8 @@ class ChecksPanel(LiveView):
         if new:
             self.show()
         if self.running:
-            n_done = sum(1 for n in self.selected if n in self.session.results)
+            with self._lock:  # verdicts of this run only: the book also holds earlier ones
+                n_done = len(self._received)
             self.progress.value = int(100 * min(1.0, n_done / max(1, self._total)))
             if self._thread is not None and not self._thread.is_alive():
                 self.running = False

@@ -18,12 +18,13 @@ import panel as pn
 import param
 import torch
 
+from workbench.verdict import COLORS, SYMBOLS
+
 log = logging.getLogger("workbench.ui")
 
-STATUS_COLORS = {"pass": "#2e7d32", "warn": "#ef6c00", "fail": "#c62828", "skip": "#757575",
-                 "error": "#6a1b9a", "not run": "#9e9e9e", "running": "#1565c0"}
-STATUS_ICONS = {"pass": "✔", "warn": "⚠", "fail": "✖", "skip": "–", "error": "!", "not run": "○",
-                "running": "◐"}
+# the one palette and symbol set of verdicts (workbench/verdict.py), plus the states of a step in the wizard
+STATUS_COLORS = {**COLORS, "not run": "#9e9e9e", "running": "#1565c0", "partial": "#0969da"}
+STATUS_ICONS = {**SYMBOLS, "not run": "○", "running": "◐", "partial": "◑"}
 FLUSH_MS = 300  # the periodic flush on the document's thread: fast enough to look live, cheap enough
 
 
@@ -277,3 +278,19 @@ def image_grid(images: np.ndarray, labels: list[str] | None = None, cols: int = 
     fig.grid.visible = False
     fig.outline_line_color = None
     return fig, source
+
+
+def human_baseline_of(session) -> dict | None:
+    """The finished human baseline (II.6) as ``{"accuracy", "n", ...}`` from the session's book (so it
+    survives a page reload), else from ``session.human_baseline``; None while the sample is unanswered."""
+    hb = session.book.get("human_baseline") if hasattr(session, "book") else None
+    if hb and hb.get("complete"):
+        return hb
+    acc = getattr(session, "human_baseline", None)
+    return {"accuracy": float(acc), "n": None} if acc is not None else None
+
+
+def human_baseline_label(hb: dict) -> str:
+    """"human 92% (n=20)": what the dashed line on an accuracy plot is."""
+    n = f" (n={hb['n']})" if hb.get("n") else ""
+    return f"human {hb['accuracy']:.0%}{n}"

@@ -1,7 +1,9 @@
 """EnsembleView: ensembles of seeds or of one run's checkpoints, and what each added member gains (IV.1-IV.3).
 
-Building members trains models, so it runs in a background thread; the result lands in
-``session.reports["ensemble"]`` and is drawn by the periodic flush on the page's thread.
+Seed members train with the session's chosen configuration (the LR finder's pick, the best search
+trial or your last completed run, ``session.chosen_config()``); the view shows it, says where it came
+from, and lets one change it. Building members trains models, so it runs in a background thread; the
+session records the result in its book and the periodic flush draws it on the page's thread.
 """
 
 from __future__ import annotations
@@ -20,14 +22,20 @@ class EnsembleView(LiveView):
     kind = param.Selector(default="checkpoints", objects=["checkpoints", "seeds"],
                           doc="checkpoints of the last run (IV.3, cheap) or fresh seeds (IV.1)")
     n = param.Integer(default=3, bounds=(2, 10))
-    epochs = param.Integer(default=3, bounds=(1, 100), doc="epochs per member (seeds)")
+    lr = param.Number(default=1e-3, bounds=(0, None), inclusive_bounds=(False, True),
+                      doc="learning rate of each seed member (the chosen configuration's)")
+    epochs = param.Integer(default=5, bounds=(1, 1000), doc="epochs per seed member (the chosen configuration's)")
     running = param.Boolean(default=False)
 
     def __init__(self, session, **params):
         super().__init__(**params)
         self.session = session
         self._work = Background("workbench-ensemble")
-        self.result = session.reports.get("ensemble")
+        self.result = session.book.get("ensemble")
+        self._config = pn.pane.Markdown("", css_classes=["wb-ensemble-config"])
+        self.use_button = button("Use this configuration", "primary", width=180, css_classes=["wb-ensemble-use"])
+        self.use_button.on_click(lambda e: self.use_config())
+        self.show_config()
         self.source = ColumnDataSource({"k": [], "metric": []})
         self.fig = figure(width=420, height=240, title="ensemble metric vs members (III.R1: gains fade after ~5)",
                           x_axis_label="members", toolbar_location=None, tools="")
@@ -47,10 +55,33 @@ class EnsembleView(LiveView):
             return
         if self.kind == "checkpoints" and self.session.last_run is None:
             raise ValueError("a checkpoint ensemble needs a run: train one first (Live curves)")
-        opts = {"epochs": self.epochs} if self.kind == "seeds" else {}
+        if self.kind == "seeds":
+            self._adopt_fields()
+        opts = {}  # seeds train with session.chosen_config(), which now holds what the fields show
         self.running, self.button.disabled = True, True
         kind, n = self.kind, self.n
         self._work.start(lambda: self.session.ensemble(kind, n=n, **opts))
+
+    def show_config(self) -> None:
+        """Fill the fields with the chosen configuration and say where it came from."""
+        c = self.session.chosen_config()
+        self.lr, self.epochs = float(c["lr"]), int(c["epochs"])
+        self._config.object = (f"**Chosen configuration** (seed members train with it): lr **{c['lr']:.3g}**, "
+                               f"**{c['epochs']}** epochs, {c.get('optimizer')}, weight decay "
+                               f"{fmt(c.get('weight_decay'))} · from: {c['source']}")
+
+    @guarded
+    def use_config(self):
+        """Make the lr and epochs in the fields the session's chosen configuration."""
+        self.session.choose_config(lr=float(self.lr), epochs=int(self.epochs))
+        self.show_config()
+        notify_info(f"chosen configuration: lr {self.lr:.3g}, {self.epochs} epochs")
+
+    def _adopt_fields(self) -> None:
+        c = self.session.chosen_config()
+        if (float(self.lr), int(self.epochs)) != (float(c["lr"]), int(c["epochs"])):  # edited, not yet used
+            self.session.choose_config(lr=float(self.lr), epochs=int(self.epochs))
+        self.show_config()
 
     def wait(self, timeout=None):
         self._work.join(timeout)
@@ -65,8 +96,7 @@ class EnsembleView(LiveView):
         if kind == "error":
             notify_error(f"the ensemble failed: {describe_error(value)}")
             return
-        self.result = value
-        self.session.reports["ensemble"] = value
+        self.result = value  # the session recorded it in its book (session.ensemble)
         notify_info(f"ensemble of {len(value.members)}: {value.metric_name} {fmt(value.metric)}")
         self.show()
 
@@ -84,7 +114,9 @@ class EnsembleView(LiveView):
 
     def __panel__(self):
         self.start_updates()
-        return pn.Column(pn.Row(pn.widgets.Select.from_param(self.param.kind, width=130),
-                                pn.widgets.IntInput.from_param(self.param.n, width=80),
-                                pn.widgets.IntInput.from_param(self.param.epochs, width=80), self.button),
+        return pn.Column(self._config,
+                         pn.Row(pn.widgets.FloatInput.from_param(self.param.lr, width=110, format="0.[0000]"),
+                                pn.widgets.IntInput.from_param(self.param.epochs, width=80), self.use_button),
+                         pn.Row(pn.widgets.Select.from_param(self.param.kind, width=130),
+                                pn.widgets.IntInput.from_param(self.param.n, width=80), self.button),
                          self._summary, pn.Row(pn.pane.Bokeh(self.fig), self._members), name="Ensembles")

@@ -1,7 +1,8 @@
 """HumanBaseline: label a random sample of test images yourself; your accuracy is the human level (II.6).
 
-The accuracy is kept in ``session.human_baseline`` (and the answers in
-``session.reports["human_baseline"]``); LiveCurves draws it as a dashed line on the accuracy plot.
+Every answer is recorded in the session's book (``human_baseline``: accuracy, n of total); once all
+``n`` images are answered the accuracy becomes ``session.human_baseline``, which LiveCurves and the
+report draw as a labelled dashed line on the accuracy plot.
 Labelling them also answers I.3's question: does it take local features or global context?
 """
 
@@ -34,6 +35,19 @@ class HumanBaseline(View):
         self._image = pn.Column()
         self._status = pn.pane.Markdown("", css_classes=["wb-human-status"])
         self.sample()
+        self._resume()
+
+    def _resume(self) -> None:
+        """Take up the answers the book holds for this very sample (a reloaded page continues, not restarts)."""
+        hb = self.session.book.get("human_baseline") or {}
+        answers = list(hb.get("answers") or [])
+        if hb.get("split") != self.split or not answers or len(answers) > len(self.indices):
+            return
+        if [a["index"] for a in answers] != self.indices[:len(answers)]:
+            return
+        self.answers, self.position = answers, len(answers)
+        self.accuracy = float(np.mean([a["correct"] for a in answers]))
+        self._draw()
 
     @guarded
     def sample(self):
@@ -63,10 +77,12 @@ class HumanBaseline(View):
         self.answers.append({"index": i, "answer": label, "truth": truth, "correct": label == truth})
         self.position += 1
         self.accuracy = float(np.mean([a["correct"] for a in self.answers]))
-        self.session.human_baseline = self.accuracy
-        self.session.reports["human_baseline"] = {"accuracy": self.accuracy, "n": len(self.answers),
-                                                  "split": self.split, "answers": list(self.answers),
-                                                  "recipe": "II.6"}
+        complete = len(self.answers) >= len(self.indices)
+        if complete:  # a baseline from a few clicks would be drawn as if it were one: only the full count counts
+            self.session.human_baseline = self.accuracy
+        self.session.book.record("human_baseline", {
+            "accuracy": self.accuracy, "n": len(self.answers), "total": len(self.indices), "complete": complete,
+            "split": self.split, "answers": list(self.answers), "recipe": "II.6"})
         self._draw()
 
     def _draw(self) -> None:

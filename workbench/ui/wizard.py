@@ -1,8 +1,9 @@
 """RecipeWizard: the recipe as steps I → IV, each with its views, a status from the session and a "Next" card.
 
-Statuses come from what the session holds (``session.results`` for the checks, ``session.reports``
-for the audit, diagnosis and ensembles, its runs): a step turns green when its checks pass. One can
-jump to any step; the "Next" card always names the most useful next action (UI.md).
+Statuses come from the session's result book (workbench/book.py) and its runs: a step turns green
+only when its work is done (every selected check run, a run you trained, the whole human-baseline
+sample answered). One can jump to any step; the "Next" card names the first failing check, else the
+first step not done, in the stepper's order (UI.md).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from dataclasses import dataclass, field
 import panel as pn
 import param
 
-from workbench.ui.common import COLOR, STATUS_COLORS, STATUS_ICONS, View, backend, button, guarded
+from workbench.chosen import last_user_run
+from workbench.ui.common import COLOR, STATUS_COLORS, STATUS_ICONS, View, backend, button, guarded, human_baseline_of
+from workbench.verdict import worst
 
 # the part II checks in recipe order: the first failing one is the "Next" action
 CHECK_ORDER = ("data_pipeline", "init_loss", "bias_init", "input_independent", "overfit_batch", "capacity",
@@ -68,33 +71,38 @@ def available_steps() -> list[Step]:
             and all(backend(VIEW_MODULES[v]) for v in s.views)]
 
 
-def step_status(session, key: str) -> str:
-    """"pass", "warn", "fail" or "not run" for a step, from what the session holds."""
-    results = getattr(session, "results", {}) or {}
-    reports = getattr(session, "reports", {}) or {}
+def applicable_checks(session) -> list[str]:
+    """The part II checks that apply to the session's task, in the order ``checks()`` runs them."""
+    from workbench.checks import REGISTRY, names
+
+    task = session.task.name
+    return [n for n in names() if REGISTRY[n].tasks is None or task in REGISTRY[n].tasks]
+
+
+def step_status(session, key: str, selected=None) -> str:
+    """A step's status from the session's book: a verdict ("pass", "warn", "fail"), "partial" while
+    its work is half done, "running", or "not run". ``selected``: the checks the "Sanity checks"
+    step asks for (default: every check that applies)."""
+    book = session.book
     if key == "browse":
-        return "pass" if getattr(session, "human_baseline", None) is not None else "not run"
+        if human_baseline_of(session) is not None:
+            return "pass"
+        return "partial" if (book.get("human_baseline") or {}).get("n") else "not run"
     if key == "audit":
-        rep = reports.get("audit")
+        rep = book.get("audit")
         if rep is None:
             return "not run"
         issues = getattr(rep, "issues", None)
         return "warn" if issues is not None and len(issues) else "pass"
     if key == "batch":
-        r = results.get("data_pipeline")
-        return getattr(r, "status", "not run") if r is not None else "not run"
+        r = book.check("data_pipeline")
+        return r.status if r is not None else "not run"
     if key == "checks":
-        statuses = [getattr(r, "status", "error") for r in results.values()]
-        if not statuses:
-            return "not run"
-        for s in ("fail", "error", "warn"):
-            if s in statuses:
-                return "fail" if s == "error" else s
-        return "pass"
+        return _checks_status(book.checks(), selected or applicable_checks(session))
     if key == "tune":
-        return "pass" if reports.get("lr_find") is not None or reports.get("search") is not None else "not run"
+        return "pass" if book.has("lr_find") or book.has("search") else "not run"
     if key == "train":
-        run = session.last_run
+        run = last_user_run(session, completed=False)
         if run is None:
             return "not run"
         if run.running:
@@ -103,17 +111,36 @@ def step_status(session, key: str) -> str:
     if key == "instruments":
         return "pass" if getattr(session, "instruments", None) else "not run"
     if key == "diagnose":
-        return "pass" if reports.get("diagnosis") is not None else "not run"
+        diag = book.get("diagnosis")
+        if diag is None:
+            return "not run"
+        return worst(f.status for f in diag.findings if f.status != "skip") or "pass"
     if key == "ensembles":
-        return "pass" if reports.get("ensemble") is not None else "not run"
+        return "pass" if book.has("ensemble") else "not run"
     return "not run"
 
 
-def next_action(session, steps=None) -> tuple[str, str]:
-    """(step key, sentence): the first failing check, else the first step not done (UI.md's "Next" card)."""
+def _checks_status(verdicts: dict, wanted) -> str:
+    """A failure shows at once; otherwise the step is done only when every wanted check has a verdict."""
+    if not verdicts:
+        return "not run"
+    found = worst(v.status for v in verdicts.values())
+    if found in ("fail", "error"):
+        return "fail"
+    if any(n not in verdicts for n in wanted):
+        return "partial"
+    return "warn" if found == "warn" else "pass"
+
+
+UNDONE = ("not run", "partial")
+
+
+def next_action(session, steps=None, selected=None) -> tuple[str, str]:
+    """(step key, sentence): the first failing check, else the first step in the stepper's order whose
+    work is not done (UI.md's "Next" card: it never skips a step)."""
     keys = [s.key for s in (steps or available_steps())]
-    results = getattr(session, "results", {}) or {}
-    ordered = sorted(results.values(), key=lambda r: CHECK_ORDER.index(r.name) if r.name in CHECK_ORDER else 99)
+    ordered = sorted(session.book.checks().values(),
+                     key=lambda r: CHECK_ORDER.index(r.name) if r.name in CHECK_ORDER else 99)
     for r in ordered:
         if getattr(r, "status", None) in ("fail", "error"):
             where = "batch" if r.name == "data_pipeline" and "batch" in keys else "checks"
@@ -121,7 +148,8 @@ def next_action(session, steps=None) -> tuple[str, str]:
             return where, f"**{r.name}** ({step}) {r.status}ed: {getattr(r, 'message', '')}"
     advice = {
         "audit": "Audit the data for duplicates, corrupt images and label issues (I.2).",
-        "browse": "Browse the data and label a few test images yourself: the human baseline (I.1, II.6).",
+        "browse": "Browse the data and label test images yourself, all of the sample: the human baseline "
+                  "(I.1, II.6).",
         "batch": "Look at the batch right before model(x) and run the data_pipeline check (II.10).",
         "checks": "Run the sanity checks of part II: loss at init, overfit one batch, input-independent baseline.",
         "tune": "Find a learning rate that makes the loss fall within ~100 iterations (B.1).",
@@ -130,9 +158,8 @@ def next_action(session, steps=None) -> tuple[str, str]:
         "diagnose": "Diagnose the last run's curves: over- or underfitting, plateau, divergence (B.4).",
         "ensembles": "Squeeze out the juice: an ensemble of seeds or an EMA of the weights (IV).",
     }
-    order = ("audit", "checks", "train", "browse", "batch", "tune", "instruments", "diagnose", "ensembles")
-    for key in order:
-        if key in keys and step_status(session, key) == "not run":
+    for key in keys:
+        if key in advice and step_status(session, key, selected) in UNDONE:
             return key, advice[key]
     return "export", "Every step has been visited: export the report and share it."
 
@@ -154,7 +181,7 @@ class RecipeWizard(View):
         self._content = pn.Column(sizing_mode="stretch_width")
         self._stepper = pn.Column(width=290)
         self._next = pn.Column(sizing_mode="stretch_width")
-        self._watchers = [session.on(e, self._on_session_change) for e in ("check_done", "run_end", "audit_done")]
+        self._watchers = [session.on(e, self._on_session_change) for e in ("result_done", "run_end")]
         self._dirty = False
         self._periodic = None
         self._render_stepper()
@@ -207,20 +234,25 @@ class RecipeWizard(View):
                 items.append(run_all)
             self._stepper[:] = items
         for s in self.steps:
-            status = step_status(self.session, s.key)
+            status = step_status(self.session, s.key, self._selected_checks())
             step_b = self._step_buttons[s.key]
             step_b.label = f"{STATUS_ICONS.get(status, '○')} {s.title}" + (f" ({s.recipe})" if s.recipe else "")
             setattr(step_b, COLOR, "primary" if s.key == self.step else "light")
             step_b.styles = {} if s.key == self.step else {"color": STATUS_COLORS.get(status, "#333")}
 
     def _render_next(self) -> None:
-        key, text = next_action(self.session, self.steps)
+        key, text = next_action(self.session, self.steps, self._selected_checks())
         open_b = button("Open", "primary", width=80, css_classes=["wb-next-open"])
         open_b.on_click(lambda e, k=key: self.go(k))
         self._next[:] = [pn.Row(pn.pane.Markdown(f"**Next:** {text}", sizing_mode="stretch_width"), open_b,
                                 styles={"background": "#e3f2fd", "border-radius": "6px"}, css_classes=["wb-next"],
                                 sizing_mode="stretch_width")]
         self.next_key = key
+
+    def _selected_checks(self):
+        """The checks the ChecksPanel asks for, once it is open; else None (every applicable check)."""
+        panel = self.views.get("ChecksPanel")
+        return list(panel.selected) if panel is not None and panel.selected else None
 
     def _render_content(self) -> None:
         step = next(s for s in self.steps if s.key == self.step)
@@ -243,12 +275,12 @@ class RecipeWizard(View):
 
     @guarded
     def run_all_checks(self):
-        """Run every part II check and refresh the statuses."""
-        results = self.session.checks()
-        if "ChecksPanel" in self.views:
-            self.views["ChecksPanel"].show(results)
-        self.refresh()
-        return results
+        """Open the checks step and run every applicable check there, off the page's thread (ChecksPanel)."""
+        self.go("checks")
+        panel = self.view("ChecksPanel")
+        panel.selected = [n for n in applicable_checks(self.session) if n in panel.param.selected.objects]
+        panel.start()
+        return panel
 
     def stepper(self):
         return self._stepper
