@@ -130,6 +130,7 @@ class Watch:
         self.active = rank() == 0
         self.model, self.optimizer, self.epochs = unwrap(model), optimizer, epochs
         spe = steps_per_epoch or (len(train) if isinstance(train, DataLoader) else None)
+        self._batch_size = train.batch_size if isinstance(train, DataLoader) else None
         self.trainer = LoopState(self.model, optimizer, steps_per_epoch=spe or 1)
         self._spe_known = spe is not None
         self.closed, self.run, self.session, self.server, self.tensorboard = False, None, None, None, None
@@ -176,7 +177,8 @@ class Watch:
         group = opt.param_groups[0] if opt is not None else {}
         config = {"model": type(self.model).__name__, "task": self.task.name, "num_classes": self.task.num_classes,
                   "data": getattr(self.session, "name", None), "epochs": self.epochs,
-                  "optimizer": type(opt).__name__.lower() if opt is not None else None, "lr": group.get("lr"),
+                  "optimizer": _optimizer_name(opt), "optimizer_class": type(opt).__name__ if opt else None,
+                  "lr": group.get("lr"), "batch_size": self._batch_size,
                   "weight_decay": group.get("weight_decay"), "device": self.device.type, "seed": None,
                   "world_size": world_size(), "source": "watch", "name": name, "parent": None, "tags": {}, **extra}
         if self.epochs is None:
@@ -363,6 +365,14 @@ def _owner(model, train, test, task, num_classes, root, device):
     session = Session(model, train, test, task=task, num_classes=num_classes, root=root, device=str(device))
     session.model = model  # the live module the loop trains, not the session's copy
     return session
+
+
+def _optimizer_name(opt) -> str | None:
+    """The name ``Session.fit`` knows for this optimizer (so "train like that run" works), else None."""
+    from workbench.train import OPTIMIZERS
+
+    name = type(opt).__name__.lower() if opt is not None else None
+    return name if name in OPTIMIZERS else None
 
 
 def _device_of(model: nn.Module) -> torch.device:
