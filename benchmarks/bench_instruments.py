@@ -5,6 +5,9 @@ Prints markdown tables: the median wall time of each configuration and its ratio
 per-step losses asserted IDENTICAL (instruments must not change training); then the memory of the
 instruments over 10,000 steps (tracemalloc and RSS), which must stay flat once the buffers are full.
 
+The "your loop" rows are a hand-written loop on the session's device as it is and with ``wb.watch``
+(two added lines: ``w.step(loss)``, ``w.epoch()``); the watched loop must cost at most 1.10x of it.
+
     .venv/bin/python benchmarks/bench_instruments.py [--epochs 5] [--repeats 5] [--memory-steps 10000]
 """
 
@@ -37,6 +40,7 @@ def plain_loop(s, epochs: int, lr: float = 1e-3) -> list[float]:
     for _ in range(epochs):
         model.train()
         for x, y in loader:
+            x, y = x.to(s.device), y.to(s.device)
             loss = F.cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -44,6 +48,38 @@ def plain_loop(s, epochs: int, lr: float = 1e-3) -> list[float]:
             losses.append(loss.item())
         evaluate(s, model)
     return losses
+
+
+def user_loop(s, epochs: int, instruments=None, lr: float = 1e-3) -> list[float]:
+    """A loop as a person writes it on any device, its losses kept on the device (read once at the end);
+    with ``instruments`` it is watched (``wb.watch``: the run stored, the instruments attached) by two lines."""
+    s.seed_everything(s.seed)
+    model = s.new_model(seed=s.seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    loader = s.loader("train", shuffle=True, seed=s.seed)
+    w = wb.watch(model, opt, session=s, instruments=instruments) if instruments is not None else None
+    losses = []
+    for _ in range(epochs):
+        model.train()
+        for x, y in loader:
+            x, y = x.to(s.device, non_blocking=True), y.to(s.device, non_blocking=True)
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if w is not None:
+                w.step(loss)  # watched: the loss stays on the device, read in batches by the run's step log
+            else:
+                losses.append(loss.detach())
+        if w is not None:
+            w.epoch()  # the whole held-out set, as the plain loop's evaluate below
+        else:
+            evaluate(s, model)
+    if w is None:
+        return torch.stack(losses).tolist()
+    w.close()
+    detach(s)
+    return [r["loss"] for r in w.run.step_records]
 
 
 def fit_loop(s, epochs: int, cadence, checkpoint: bool = False) -> list[float]:
@@ -55,7 +91,7 @@ def fit_loop(s, epochs: int, cadence, checkpoint: bool = False) -> list[float]:
     return [r["loss"] for r in run.step_records]
 
 
-def overhead(epochs: int, repeats: int) -> list[dict]:
+def overhead(epochs: int, repeats: int, only: list[str] | None = None) -> list[dict]:
     train, test = wb.datasets.digits()
     s = wb.Session(wb.models.tiny_cnn, train, test, seed=0, root=tempfile.mkdtemp(prefix="bench-inst-"))
     configs = {
@@ -66,7 +102,13 @@ def overhead(epochs: int, repeats: int) -> list[dict]:
         "all instruments, every 16": lambda: fit_loop(s, epochs, 16),
         "all instruments, every 4": lambda: fit_loop(s, epochs, 4),
         "all instruments, every 1": lambda: fit_loop(s, epochs, 1),
+        "your loop, losses on the device": lambda: user_loop(s, epochs),
+        "your loop + wb.watch, no instruments": lambda: user_loop(s, epochs, instruments=[]),
+        "your loop + wb.watch, all instruments": lambda: user_loop(s, epochs, instruments="default"),
     }
+    if only:  # e.g. --only "your loop": the plain loop, bare fit and the rows named, for a quieter comparison
+        keep = ("plain PyTorch loop", "session.fit, no instruments", "your loop, losses on the device")
+        configs = {k: v for k, v in configs.items() if k in keep or any(o in k for o in only)}
     reference = configs["plain PyTorch loop"]()  # warm-up, and the losses every config must reproduce
     times = {k: [] for k in configs}
     for _ in range(repeats):  # interleaved, so load from other processes hits every config alike
@@ -78,8 +120,10 @@ def overhead(epochs: int, repeats: int) -> list[dict]:
             assert losses == reference, f"{name}: per-step losses differ from the plain loop"
     base = statistics.median(times["plain PyTorch loop"])
     fit0 = statistics.median(times["session.fit, no instruments"])
+    own = statistics.median(times["your loop, losses on the device"])
     return [{"config": k, "median_s": statistics.median(v), "ratio": statistics.median(v) / base,
-             "vs_fit": statistics.median(v) / fit0, "steps": len(reference)} for k, v in times.items()]
+             "vs_fit": statistics.median(v) / fit0, "vs_own": statistics.median(v) / own, "steps": len(reference)}
+            for k, v in times.items()]
 
 
 def memory(steps: int, cadence) -> list[dict]:
@@ -133,16 +177,17 @@ def main() -> None:
     ap.add_argument("--memory-steps", type=int, default=10000)
     ap.add_argument("--memory-cadence", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--only", action="append", default=None, help="configurations whose name contains this")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    rows = overhead(args.epochs, args.repeats)
+    rows = overhead(args.epochs, args.repeats, args.only)
     print(f"\n### Instrument overhead: tiny_cnn on digits, {args.epochs} epochs ({rows[0]['steps']} steps), "
           f"median of {args.repeats}, {torch.get_num_threads()} thread(s); per-step losses identical in every row\n")
-    print("| configuration | median s | ratio to plain loop | ratio to bare fit |")
-    print("|---|---:|---:|---:|")
+    print("| configuration | median s | ratio to plain loop | ratio to bare fit | ratio to your loop |")
+    print("|---|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['config']} | {r['median_s']:.3f} | {r['ratio']:.3f} | {r['vs_fit']:.3f} |")
+        print(f"| {r['config']} | {r['median_s']:.3f} | {r['ratio']:.3f} | {r['vs_fit']:.3f} | {r['vs_own']:.3f} |")
 
     if args.memory_steps:
         mem = memory(args.memory_steps, args.memory_cadence)

@@ -5,6 +5,7 @@ from workbench import datasets, models
 from workbench.errors import DataError, ModelError, RunError, WorkbenchError
 from workbench.session import Session
 from workbench.store import Run
+from workbench.watch import watch  # the function: it shadows the submodule of the same name on purpose
 
 __version__ = "0.1.0"
 
@@ -30,4 +31,4 @@ def __getattr__(name):
 
 
 __all__ = ["Session", "Run", "audit", "datasets", "models", "CheckResult", "DataError", "ModelError",
-           "RunError", "WorkbenchError", "ui"]
+           "RunError", "WorkbenchError", "ui", "watch"]

@@ -468,6 +468,13 @@ class Session:
 
         return session_with_view(self, changes, exclude=exclude, relabel=relabel)
 
+    @classmethod
+    def from_lightning(cls, module, datamodule=None, **options):
+        """A Session over a LightningModule and its LightningDataModule, for the recipe's checks (II)."""
+        from workbench.integrations.lightning import session_from_lightning
+
+        return session_from_lightning(module, datamodule, **options)
+
 
 def _seed_worker(worker_id: int) -> None:
     """Seed python and numpy in a DataLoader worker from the torch seed the loader's generator gave it."""

@@ -1,7 +1,8 @@
-"""``workbench check [SCRIPT] [--json] [--only NAMES]``: the sanity checks of recipe part II from a shell.
+"""``workbench check [SCRIPT] [--json] [--only NAMES] [--junit PATH]``: the recipe part II checks from a shell.
 
 Runs every check on the ``session`` the script defines (the digits demo without one), prints a
 table — name, status, measured vs expected, recipe step — and exits 1 when any check fails or errors.
+``--junit report.xml`` also writes the verdicts as a JUnit report for CI (one test case per check).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print the verdicts as JSON (one list) for machines")
     parser.add_argument("--only", default=None, help="comma-separated check names (default: all)")
     parser.add_argument("--root", default=None, help="run folder for the demo session (default: runs)")
+    parser.add_argument("--junit", default=None, metavar="PATH",
+                        help="also write the verdicts as a JUnit XML report (fail/error = failure, skip = skipped)")
 
 
 def render(results) -> str:
@@ -57,6 +60,10 @@ def main(args) -> int:
     except WorkbenchError as e:
         print(f"workbench check: {e}", file=sys.stderr)
         return 2
+    if getattr(args, "junit", None):
+        from workbench.checks.junit import write_junit
+
+        write_junit(results, args.junit, suite=f"workbench check · {session.describe()}")
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=1, allow_nan=False))
     else:

@@ -96,25 +96,27 @@ def to_tensorboard(run, logdir=None, instruments=()) -> Path:
     return logdir
 
 
-def _tb_instrument(w, inst) -> None:
+def _tb_instrument(w, inst, records=None) -> None:
+    """Write an instrument's records (all buffered ones by default) as TensorBoard summaries."""
     import torch
 
+    recs = inst.since(0) if records is None else records
     if inst.name == "update_ratio":
-        for r in inst.since(0):
+        for r in recs:
             w.add_scalars("update_ratio", {k: v for k, v in r["ratios"].items() if math.isfinite(v)}, r["step"])
     elif inst.name == "grad_norms":
-        for r in inst.since(0):
+        for r in recs:
             if "total" in r:
                 w.add_scalar("grad_norm/total", r["total"], r["step"])
                 w.add_scalars("grad_norm/layers", r["layers"], r["step"])
     elif inst.name == "predictions":
-        for r in inst.since(0):
+        for r in recs:
             w.add_scalar("predictions/mean_p_true", float(np.mean(r["p_true"])), r["step"])
     elif inst.name == "first_layer":
-        for r in inst.since(0):
+        for r in recs:
             w.add_image("first_layer", torch.from_numpy(r["image"]).permute(2, 0, 1), r["step"])
     elif inst.name == "histograms":
-        for r in inst.since(0):
+        for r in recs:
             for layer, entry in r["layers"].items():
                 for kind, st in entry.items():
                     lo, hi = inst.edges[(layer, kind)]

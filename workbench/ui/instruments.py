@@ -24,9 +24,14 @@ _STATUS = {"ok": "pass", "warn": "warn", "fail": "fail", "empty": "not run"}
 
 
 def instrument(session, name: str, every: int | None = None):
-    """The session's attached instrument called ``name``, attaching it when absent (or at a new cadence)."""
+    """The session's attached instrument called ``name``, attaching it when absent (or at a new cadence).
+
+    One that has measured a run is kept whatever its cadence (e.g. a ``wb.watch`` run's): replacing it
+    would drop what the run measured.
+    """
     for inst in getattr(session, "instruments", []):
-        if getattr(inst, "name", None) == name and (every is None or getattr(inst, "every", None) == every):
+        if getattr(inst, "name", None) == name and (every is None or getattr(inst, "every", None) == every
+                                                     or getattr(inst, "version", 0) > 0):
             return inst
     handles = session.instrument([name], every=every)
     return getattr(handles[0], "instrument", None) or next(i for i in session.instruments if i.name == name)

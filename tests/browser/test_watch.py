@@ -1,0 +1,71 @@
+"""The CIFAR-style tutorial script with wb.watch(serve=...) in a real browser: its run's curves and instruments."""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.browser.conftest import ARTIFACTS, ROOT, _free_port, shot, text, wait_for
+from tests.browser.test_app import click_step
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def watched_script(tmp_path, chromium_path):
+    """examples/own_loop_cifar.py serving its app on a free port while it trains (and after)."""
+    port = _free_port()
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = open(ARTIFACTS / "watch-script.log", "w+")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "WORKBENCH_SERVE": str(port),
+           "WORKBENCH_ROOT": str(tmp_path / "runs"), "EPOCHS": "3", "PYTHONPATH": str(ROOT)}
+    env.pop("BOKEH_RESOURCES", None)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "examples" / "own_loop_cifar.py")], cwd=tmp_path,
+                            stdout=log, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log.seek(0)
+            pytest.fail(f"the script exited:\n{log.read()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("the watched script did not open its port in 120 s")
+    yield f"http://127.0.0.1:{port}/", log
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def test_the_watched_scripts_run_in_the_app(browser, watched_script):
+    url, log = watched_script
+    ctx = browser.new_context(viewport={"width": 1500, "height": 1000})
+    page = ctx.new_page()
+    try:
+        page.goto(url, timeout=120_000)
+        page.wait_for_selector(".wb-step-browse", timeout=120_000)
+        click_step(page, "instruments")
+        status = page.locator(".wb-curves-status").first
+        wait_for(lambda: re.search(r"run \S+ · completed · epoch 3/3 · val loss", text(status)), 240, status)
+        log.seek(0)
+        run_id = re.search(r"Finished Training (\S+)", log.read()).group(1)
+        assert f"run {run_id}" in text(status)
+        caption = page.locator(".wb-filter-caption").first
+        wait_for(lambda: "epoch 3" in text(caption), 60, caption)  # the first layer after the last epoch
+        wiggle = page.locator(".wb-wiggle-score").first
+        wait_for(lambda: re.search(r"\d\.\d{4}", text(wiggle)), 60, wiggle)
+        shot(page, "watch-script.png")
+        assert page.locator(".notyf__toast--error").count() == 0
+    finally:
+        ctx.close()
