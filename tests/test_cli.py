@@ -18,6 +18,11 @@ def test_runs_lists_what_is_on_disk(session, capsys):
     assert main(["runs", "--root", str(session.root)]) == 0
     out = capsys.readouterr().out
     assert run.id in out and "completed" in out
+    # times a person reads: the start as local ISO time, never seconds since 1970 or NaN cells
+    from datetime import datetime
+
+    assert datetime.fromtimestamp(run.info["started"]).isoformat(sep=" ", timespec="seconds") in out
+    assert "e+09" not in out and "NaN" not in out
 
 
 def test_load_session_from_a_script(tmp_path):

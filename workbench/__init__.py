@@ -27,8 +27,12 @@ def __getattr__(name):
         from workbench.checks.base import CheckResult
 
         return CheckResult
+    if name == "Verdict":
+        from workbench.verdict import Verdict
+
+        return Verdict
     raise AttributeError(f"module 'workbench' has no attribute {name!r}")
 
 
-__all__ = ["Session", "Run", "audit", "datasets", "models", "CheckResult", "DataError", "ModelError",
+__all__ = ["Session", "Run", "audit", "datasets", "models", "CheckResult", "Verdict", "DataError", "ModelError",
            "RunError", "WorkbenchError", "ui", "watch"]

@@ -93,10 +93,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main_runs(args) -> int:
+    from workbench.readable import runs_table
     from workbench.store import RunStore
 
     table = RunStore(args.root).table()
-    print(table.to_string(index=False) if len(table) else f"no runs under {args.root}")
+    # readable for people: start times as local ISO time, empty cells instead of NaN
+    print(runs_table(table).to_string(index=False) if len(table) else f"no runs under {args.root}")
     return 0
 
 

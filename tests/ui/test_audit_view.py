@@ -28,3 +28,6 @@ def test_audit_of_the_defect_demo_flags_the_planted_duplicates(digits, tmp_path)
     assert rows == page["group"].nunique()
     assert len({y for y, g in zip(ys, page["group"], strict=True) if g == page["group"].iloc[0]}) == 1
     assert "Not audited" not in view._summary[0].object
+    # the model that judged the labels is named with its held-out accuracy (I.2)
+    judge = view._summary[1].object
+    assert judge.startswith("Labels judged by: ") and "held-out accuracy" in judge

@@ -80,9 +80,12 @@ class AuditView(LiveView):
                                                  "and class imbalance (I.2).")]
             return
         summary = rep.summary.reset_index() if isinstance(rep.summary, pd.DataFrame) else pd.DataFrame()
+        judge = rep.label_model.words() if getattr(rep, "label_model", None) is not None else rep.source
         self._summary[:] = [pn.pane.Markdown(f"**{int((rep.issues['index'] >= 0).sum())}** flagged examples. "
                                              "Open *Browse the data* and filter by audit issue to see them; "
                                              "duplicate sets are shown side by side."),
+                            # which model judged the labels, and how well it does on labels it did not see
+                            pn.pane.Str(f"Labels judged by: {judge}", css_classes=["wb-audit-label-model"]),
                             pn.widgets.Tabulator(summary, disabled=True, show_index=False, height=330,
                                                  css_classes=["wb-audit-summary"])]
 
