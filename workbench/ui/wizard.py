@@ -229,7 +229,8 @@ class RecipeWizard(View):
                 self._step_buttons[s.key] = step_b
                 items.append(step_b)
             if "checks" in self.param.step.objects:
-                run_all = button("Run all checks", "success", width=270, margin=(12, 5))
+                run_all = button("Run all checks", "success", width=270, margin=(12, 5),
+                                 css_classes=["wb-run-all-checks"])
                 run_all.on_click(lambda e: self.run_all_checks())
                 items.append(run_all)
             self._stepper[:] = items
