@@ -8,6 +8,7 @@ training thread. Step losses are thinned (every k-th step) and rolled over to ke
 
 from __future__ import annotations
 
+import html
 import math
 
 import numpy as np
@@ -16,7 +17,7 @@ import param
 from bokeh.models import ColumnDataSource, Span
 from bokeh.plotting import figure
 
-from workbench.ui.common import LiveView, button, fmt, guarded, notify_info, on_document
+from workbench.ui.common import LiveView, button, fmt, guarded, notify_error, notify_info, on_document
 
 STEP_ROLLOVER = 4000  # step points kept on the loss plot (P.1: the trend, not every iteration)
 EPOCH_ROLLOVER = 1000
@@ -36,6 +37,21 @@ def gap_verdict(train_metric: float, val_metric: float, epoch: int, epochs: int)
     return f"gap {gap * 100:.1f} pts: train and validation agree"
 
 
+def failure_reason(run) -> str:
+    """Why ``run`` failed or diverged (from the run, else its status.json), or "" for any other status."""
+    if run is None or getattr(run, "running", False) or run.status not in ("failed", "diverged", "interrupted"):
+        return ""
+    info = getattr(run, "info", {}) or {}
+    reason = getattr(run, "error", None) or info.get("error") or info.get("reason") or info.get("message")
+    if reason:
+        return str(reason)
+    if run.status == "diverged":
+        where = next((r for r in getattr(run, "extra_records", []) if r.get("kind") == "diverged"), {})
+        at = f" at step {where['step']} (loss {where.get('data_loss')})" if "step" in where else ""
+        return f"the loss became NaN or infinite{at}: lower the learning rate (B.1) or check the data (I.2)"
+    return "the run ended without a reason on record; see its status.json"
+
+
 class LiveCurves(LiveView):
     """Loss (log option) and accuracy vs epochs of the session's current run, with Start/Stop and progress."""
 
@@ -47,6 +63,7 @@ class LiveCurves(LiveView):
     run_id = param.String(default=None, allow_None=True, doc="the run shown")
     status = param.String(default="no run yet")
     message = param.String(default="")
+    failure = param.String(default="", doc="why the run shown failed or diverged (HTML), empty otherwise")
 
     def __init__(self, session, fit_options: dict | None = None, **params):
         super().__init__(**params)
@@ -65,6 +82,8 @@ class LiveCurves(LiveView):
         self.stop_button.on_click(lambda e: self.stop())
         self.progress = pn.indicators.Progress(value=0, max=100, width=260, bar_color="info")
         self._loss_pane = pn.pane.Bokeh(self.loss_fig[self.log_loss])
+        self._layout = None
+        self._failure_told: str | None = None  # the run whose failure was already a notification
         if session.last_run is not None:
             self.show_run(session.last_run)
 
@@ -198,14 +217,32 @@ class LiveCurves(LiveView):
             text += (f" · val loss {fmt(last['val_loss'])} · val {last.get('metric', 'metric')} "
                      f"{fmt(last['val_metric'])}")
         self.status = text
+        self._show_failure(run)
         self.message = gap_verdict(last["train_metric"], last["val_metric"], last["epoch"], total) if last else ""
+
+    def _show_failure(self, run) -> None:
+        """A failed or diverged run says why, inline and once as a notification (like the LR finder)."""
+        reason = failure_reason(run)
+        self.failure = (f"<div class='wb-curves-failure' style='color:#c62828;overflow-wrap:anywhere'>"
+                        f"<b>run {html.escape(run.id)} {html.escape(run.status)}:</b> {html.escape(reason)}</div>"
+                        if reason else "")
+        if reason and self._failure_told != run.id:
+            self._failure_told = run.id
+            notify_error(f"run {run.id} {run.status}: {reason}")
 
     @param.depends("log_loss", watch=True)
     def _swap_scale(self):
         self._loss_pane.object = self.loss_fig[self.log_loss]
 
     def __panel__(self):
+        # one layout per view: the wizard shows this view in two steps, and a second layout around the
+        # same Bokeh figures and widgets breaks the page ("reference already known", dead buttons)
         self.start_updates()
+        if self._layout is None:
+            self._layout = self._build_layout()
+        return self._layout
+
+    def _build_layout(self):
         controls = pn.Row(
             pn.widgets.IntInput.from_param(self.param.epochs, width=90),
             pn.widgets.FloatInput.from_param(self.param.lr, width=100),
@@ -214,5 +251,6 @@ class LiveCurves(LiveView):
             self.start_button, self.stop_button, self.progress, css_classes=["wb-curves-controls"])
         status = pn.pane.Markdown(self.param.status, css_classes=["wb-curves-status"], margin=(0, 10))
         gap = pn.pane.Markdown(self.param.message, margin=(0, 10), styles={"color": "#ad4e00"})
-        return pn.Column("### Live curves (P.1, P.2)", controls, status, gap,
+        failure = pn.pane.HTML(self.param.failure, margin=(0, 10), sizing_mode="stretch_width")
+        return pn.Column("### Live curves (P.1, P.2)", controls, status, failure, gap,
                          pn.Row(self._loss_pane, pn.pane.Bokeh(self.acc_fig)), name="Live curves")
