@@ -245,7 +245,7 @@ class LiveCurves(LiveView):
     def _build_layout(self):
         controls = pn.Row(
             pn.widgets.IntInput.from_param(self.param.epochs, width=90),
-            pn.widgets.FloatInput.from_param(self.param.lr, width=100),
+            pn.widgets.FloatInput.from_param(self.param.lr, width=120, format="0.[000000]"),
             pn.widgets.FloatInput.from_param(self.param.weight_decay, width=100, name="weight decay"),
             pn.widgets.Checkbox.from_param(self.param.log_loss, name="log loss", margin=(28, 10)),
             self.start_button, self.stop_button, self.progress, css_classes=["wb-curves-controls"])

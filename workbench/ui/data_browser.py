@@ -334,7 +334,7 @@ class DataBrowser(LiveView):
     def _counts_figure(self):
         counts = class_counts(self.session)
         splits = [c for c in counts.columns if c != "class"]
-        fig = figure(x_range=list(counts["class"]), height=200, width=420, title="examples per class (I.2)",
+        fig = figure(x_range=list(counts["class"]), height=230, width=420, title="examples per class (I.2)",
                      toolbar_location=None, tools="")
         width = 0.8 / max(1, len(splits))
         palette = ["#1565c0", "#ef6c00", "#2e7d32"]
@@ -342,8 +342,9 @@ class DataBrowser(LiveView):
         for k, s in enumerate(splits):
             fig.vbar(x=dodge("class", -0.4 + width * (k + 0.5), range=fig.x_range), top=s, width=width * 0.95,
                      source=src, color=palette[k % 3], legend_label=s)
-        fig.legend.label_text_font_size = "8pt"
-        fig.legend.location = "bottom_right"
+        legend = fig.legend[0]  # under the plot, in one row: inside it covered the bars
+        legend.orientation, legend.label_text_font_size, legend.padding = "horizontal", "8pt", 2
+        fig.add_layout(legend, "below")
         return fig
 
     # -- marks -----------------------------------------------------------------------------------
@@ -392,6 +393,12 @@ class DataBrowser(LiveView):
         self.page = max(self.page - 1, 0)
 
     def __panel__(self):
+        self.start_updates()
+        if getattr(self, "_layout", None) is None:  # one layout per view (see LiveCurves.__panel__)
+            self._layout = self._build_layout()
+        return self._layout
+
+    def _build_layout(self):
         prev_b = pn.widgets.Button(label="◀", width=40)
         next_b = pn.widgets.Button(label="▶", width=40)
         prev_b.on_click(lambda e: self.prev_page())
@@ -420,7 +427,6 @@ class DataBrowser(LiveView):
         marks = pn.Row(*audit_row, ex_b, re_b, pn.widgets.Select.from_param(self.param.relabel_to, name="", width=80),
                        clr_b, self.download)
         browse = pn.Column(filters, marks, self._info, self._grid, name="Browse (I.1, I.2)")
-        self.start_updates()
         return pn.Tabs(browse, pn.Column(self._counts, name="Class counts (I.2)"),
                        pn.Column(self.human, name="Human baseline (II.6)"), dynamic=False, name="Data")
 
