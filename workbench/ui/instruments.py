@@ -40,8 +40,8 @@ def verdict_html(inst) -> str:
 
 def _verdict_pane(view) -> pn.pane.HTML:
     """The verdict line, wrapped inside the view's width (long verdicts ran off the page)."""
-    return pn.pane.HTML(view.param.verdict, width=460, styles={"overflow-wrap": "anywhere", "white-space": "normal"},
-                        css_classes=["wb-instrument-verdict"])
+    return pn.pane.HTML(view.param.verdict, width=460, css_classes=["wb-instrument-verdict"],
+                  styles={"overflow-wrap": "anywhere", "white-space": "normal"})
 
 
 class _InstrumentView(LiveView):

@@ -124,7 +124,8 @@ class TuneView(LiveView):
                                         background_fill_color="white", background_fill_alpha=0.8))
         _legend_below(self.lr_fig)
         self.coarse_source = ColumnDataSource({"xs": [], "ys": [], "color": [], "label": []})
-        self.coarse_fig = figure(width=380, height=330, y_range=Range1d(0, 1), x_axis_label="iteration", y_axis_label="loss",
+        self.coarse_fig = figure(width=380, height=330, y_range=Range1d(0, 1), x_axis_label="iteration",
+                                 y_axis_label="loss",
                                  title="coarse test: 100 iterations per LR (B.1)", tools="pan,wheel_zoom,reset",
                                  toolbar_location="right")
         self.coarse_fig.multi_line("xs", "ys", source=self.coarse_source, line_color="color", line_width=2,
