@@ -34,13 +34,16 @@ _PLOTS = """() => { const out = [];
     for (const c of (v.child_views ? [...v.child_views] : [])) visit(c); };
   for (const r of Object.values(Bokeh.index)) visit(r); return out; }"""
 
-# elements (shadow roots included) reaching past the right edge of the viewport
+# elements (shadow roots included) reaching past the right edge of the viewport; what a scrolling or
+# clipping box holds inside it is that box's business, the box itself is checked
 _OVERFLOW = """() => { const out = []; const W = document.documentElement.clientWidth;
-  const visit = n => { for (const c of n.children || []) { const r = c.getBoundingClientRect();
-      if (r.width > 0 && r.height > 0 && r.right > W + 1 && getComputedStyle(c).visibility !== 'hidden')
+  const visit = (n, clipped) => { for (const c of n.children || []) { const r = c.getBoundingClientRect();
+      const cs = getComputedStyle(c);
+      if (!clipped && r.width > 0 && r.height > 0 && r.right > W + 1 && cs.visibility !== 'hidden')
         out.push(`${c.tagName.toLowerCase()}.${String(c.className).slice(0, 60)} right=${Math.round(r.right)}`);
-      if (c.shadowRoot) visit(c.shadowRoot); visit(c); } };
-  visit(document.body); return out.slice(0, 8); }"""
+      const clip = clipped || cs.overflowX !== 'visible';
+      if (c.shadowRoot) visit(c.shadowRoot, clip); visit(c, clip); } };
+  visit(document.body, false); return out.slice(0, 8); }"""
 
 
 class Watch:
@@ -59,10 +62,15 @@ class Watch:
         elif msg.type == "warning" and "bokeh" in msg.text.lower():
             self.warnings.append(msg.text)
 
-    def check(self):
-        assert not self.outside, f"requests to other hosts: {self.outside[:5]}"
-        assert not self.errors, f"console errors: {self.errors[:5]}"
-        assert not self.warnings, f"{len(self.warnings)} Bokeh warnings, e.g. {self.warnings[:3]}"
+    def check(self, allow=()):
+        """No request to another host (but the hosts in ``allow``), no console error, no Bokeh warning."""
+        outside = [u for u in self.outside if urlparse(u).hostname not in allow]
+        errors = [e for e in self.errors if not any(host in e for host in allow) and "ERR_NAME_NOT_RESOLVED" not in e
+                  or not allow]
+        problems = [f"requests to other hosts: {outside[:5]}"] if outside else []
+        problems += [f"console errors: {errors[:5]}"] if errors else []
+        problems += [f"{len(self.warnings)} Bokeh warnings, e.g. {self.warnings[:3]}"] if self.warnings else []
+        assert not problems, "\n".join(problems)
 
 
 def open_step(page, key, tries=3):
@@ -81,10 +89,30 @@ def status(page, key) -> str:
     return text(page.locator(f".wb-step-{key} button").first).strip()[:1]
 
 
-def assert_plots_drawn(page, where):
-    plots = page.evaluate(_PLOTS)
-    empty = [title for title, counts in plots if not any(counts)]
-    assert not empty, f"{where}: plots without glyphs: {empty}"
+def wait_status(page, key, icons: str, timeout=30):
+    """Wait until the step's icon is one of ``icons`` (the stepper redraws within a periodic tick)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if status(page, key) in icons and status(page, key):
+                return
+        except Exception:  # noqa: BLE001 - the button is being redrawn
+            pass
+        time.sleep(0.25)
+    raise AssertionError(f"step {key}: status {status(page, key)!r}, expected one of {icons!r}")
+
+
+def assert_plots_drawn(page, where, timeout=15):
+    """Every plot on screen holds data (polled: a view's data may arrive on the document's next tick)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        plots = page.evaluate(_PLOTS)
+        empty = [title for title, counts in plots if not any(counts)]
+        if not empty:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{where}: plots without glyphs: {empty}")
+        time.sleep(0.5)
 
 
 def assert_fits(page, where):
@@ -95,14 +123,21 @@ def assert_fits(page, where):
         assert not wide, f"{where} at {width}px: wider than the viewport: {wide}"
 
 
-def start_training(page, epochs: int):
+def start_training(page, epochs: int) -> str:
+    """Type the epochs, press Start, wait for a new run to complete; returns its id."""
     box = page.locator(".wb-curves-controls input").first
     box.fill(str(epochs))
     box.press("Enter")
-    page.get_by_role("button", name=re.compile("Start training")).first.click()
     state = page.locator(".wb-curves-status").first
-    wait_for(lambda: "training" in text(state) or "completed" in text(state), 60, state)
-    wait_for(lambda: re.search(rf"completed · epoch {epochs}/{epochs}", text(state)), 180, state)
+    before = re.search(r"run (\S+)", text(state))
+    before = before.group(1) if before else None
+    page.get_by_role("button", name=re.compile("Start training")).first.click()
+
+    def new_run_done():
+        m = re.search(rf"run (\S+) · completed · epoch {epochs}/{epochs}", text(state))
+        return m and m.group(1) != before
+
+    wait_for(new_run_done, 240, state)
     assert box.input_value() == str(epochs)  # the field keeps what was typed
     return re.search(r"run (\S+)", text(state)).group(1)
 
@@ -122,10 +157,10 @@ def test_walk_the_defect_demo_in_order(browser, server):
     shot(page, "step_browse.png")
 
     open_step(page, "audit")
-    assert status(page, "audit") == "○"
+    wait_status(page, "audit", "○")
     page.locator(".wb-audit-run button").first.click()
     page.wait_for_selector(".wb-audit-summary", timeout=240_000)
-    wait_for(lambda: status(page, "audit") in "⚠✔", 30, None)
+    wait_status(page, "audit", "⚠✔")
     assert_fits(page, "audit")
     shot(page, "step_audit.png")
 
@@ -134,25 +169,30 @@ def test_walk_the_defect_demo_in_order(browser, server):
         assert_plots_drawn(page, key)
         assert_fits(page, key)
         shot(page, f"step_{key}.png")
-    assert status(page, "checks") == "○"  # nothing ran: the step is not done by being visited
+    wait_status(page, "checks", "○")  # nothing ran: the step is not done by being visited
 
     open_step(page, "tune")
-    assert status(page, "tune") == "○"
+    wait_status(page, "tune", "○")
     page.locator(".wb-lr-controls input").nth(2).fill("40")  # a short sweep; the coarse test follows
     page.locator(".wb-lr-controls input").nth(2).press("Enter")
     page.locator(".wb-lr-run button").first.click()
     use = page.locator(".wb-lr-use button").first
     wait_for(lambda: use.is_enabled(), 240, page.locator(".wb-lr-message").first)
-    assert status(page, "tune") == "✔"
+    wait_status(page, "tune", "✔")
     use.click()
+    for i, value in enumerate(("2", "1")):  # a coarse search of 2 trials, 1 epoch each (B.2)
+        page.locator(".wb-search-controls input").nth(i).fill(value)
+        page.locator(".wb-search-controls input").nth(i).press("Enter")
+    page.locator(".wb-search-run button").first.click()
+    found = page.locator(".wb-search-status").first
+    wait_for(lambda: "2 of 2 trials complete" in text(found), 240, found)
     assert_plots_drawn(page, "LR finder")
     assert_fits(page, "LR finder")
     shot(page, "step_tune.png")
 
-    open_step(page, "train")
-    assert status(page, "train") == "○"
+    open_step(page, "train")  # (the search's trials are runs already: the step may show them as done)
     first = start_training(page, 2)
-    wait_for(lambda: status(page, "train") == "✔", 30, None)
+    wait_status(page, "train", "✔")
     assert_plots_drawn(page, "live curves")
     assert_fits(page, "live curves")
     shot(page, "step_train.png")
@@ -169,7 +209,7 @@ def test_walk_the_defect_demo_in_order(browser, server):
     open_step(page, "diagnose")
     page.locator(".wb-diagnose-run button").first.click()
     page.wait_for_selector(".wb-diagnosis-head", timeout=60_000)
-    wait_for(lambda: status(page, "diagnose") == "✔", 30, None)
+    wait_status(page, "diagnose", "✔")
     assert_plots_drawn(page, "diagnosis")
     assert_fits(page, "diagnosis")
     shot(page, "step_diagnose.png")
@@ -191,20 +231,37 @@ def test_walk_the_defect_demo_in_order(browser, server):
     shot(page, "step_interpret.png")
 
     open_step(page, "ensembles")
-    assert status(page, "ensembles") == "○"
+    wait_status(page, "ensembles", "○")
     page.locator(".wb-ensemble-run button").first.click()
     done = page.locator(".wb-ensemble-summary").first
     wait_for(lambda: "ensemble of" in text(done), 240, done)
-    wait_for(lambda: status(page, "ensembles") == "✔", 30, None)
     assert_plots_drawn(page, "ensembles")
     assert_fits(page, "ensembles")
     shot(page, "step_ensembles.png")
 
     open_step(page, "export")
+    wait_status(page, "ensembles", "✔")  # the stepper is redrawn at the latest on the next step
     assert_fits(page, "export")
     shot(page, "step_export.png")
-    watch.check()
+    # the page template's web font is the one request to another host left (ui/app.py, see
+    # test_the_page_asks_no_other_host); everything the views load is the app's own
+    watch.check(allow=(FONT_HOST,))
     ctx.close()
+
+
+FONT_HOST = "fonts.googleapis.com"
+
+
+@pytest.mark.xfail(strict=True, reason="FastListTemplate links Open Sans from Google Fonts (workbench/ui/app.py)")
+def test_the_page_asks_no_other_host(browser, server):
+    ctx = browser.new_context(viewport={"width": 1600, "height": 1000})
+    page = ctx.new_page()
+    watch = Watch(page)
+    page.goto(server, timeout=120_000)
+    page.wait_for_selector(".wb-step-browse", timeout=120_000)
+    page.wait_for_timeout(2000)
+    ctx.close()
+    assert not watch.outside, watch.outside
 
 
 SCRIPT = """import workbench as wb
@@ -277,5 +334,5 @@ def test_a_folder_of_my_images_shows_its_findings_and_the_failed_runs_reason(bro
     shot(page, "my_images_failed_run.png")
     # the failed run's reason is on the page on purpose; the browser's own errors are not
     watch.errors = [e for e in watch.errors if "truncated" not in e]
-    watch.check()
+    watch.check(allow=(FONT_HOST,))
     ctx.close()

@@ -18,6 +18,7 @@ from bokeh.models import ColumnDataSource, Span
 from bokeh.plotting import figure
 
 from workbench.ui.common import LiveView, button, fmt, guarded, notify_error, notify_info, on_document
+from workbench.ui.plots import PlotPane
 
 STEP_ROLLOVER = 4000  # step points kept on the loss plot (P.1: the trend, not every iteration)
 EPOCH_ROLLOVER = 1000
@@ -81,7 +82,9 @@ class LiveCurves(LiveView):
         self.start_button.on_click(lambda e: self.start())
         self.stop_button.on_click(lambda e: self.stop())
         self.progress = pn.indicators.Progress(value=0, max=100, width=260, bar_color="info")
-        self._loss_pane = pn.pane.Bokeh(self.loss_fig[self.log_loss])
+        self._loss_pane = PlotPane(self.loss_fig[self.log_loss], self.epoch_source, self.step_source,
+                                   hint="No run yet: press Start training.")
+        self._acc_pane = PlotPane(self.acc_fig, self.epoch_source)
         self._layout = None
         self._failure_told: str | None = None  # the run whose failure was already a notification
         if session.last_run is not None:
@@ -187,6 +190,8 @@ class LiveCurves(LiveView):
             self.epoch_source.stream(data, rollover=EPOCH_ROLLOVER)
             self._n_epochs_seen = m
         self._update_status()
+        self._loss_pane.reveal()
+        self._acc_pane.reveal()
 
     def _update_human_baseline(self) -> None:
         hb = getattr(self.session, "human_baseline", None)
@@ -232,7 +237,7 @@ class LiveCurves(LiveView):
 
     @param.depends("log_loss", watch=True)
     def _swap_scale(self):
-        self._loss_pane.object = self.loss_fig[self.log_loss]
+        self._loss_pane.swap(self.loss_fig[self.log_loss])
 
     def __panel__(self):
         # one layout per view: the wizard shows this view in two steps, and a second layout around the
@@ -253,4 +258,4 @@ class LiveCurves(LiveView):
         gap = pn.pane.Markdown(self.param.message, margin=(0, 10), styles={"color": "#ad4e00"})
         failure = pn.pane.HTML(self.param.failure, margin=(0, 10), sizing_mode="stretch_width")
         return pn.Column("### Live curves (P.1, P.2)", controls, status, failure, gap,
-                         pn.Row(self._loss_pane, pn.pane.Bokeh(self.acc_fig)), name="Live curves")
+                         pn.Row(self._loss_pane, self._acc_pane), name="Live curves")

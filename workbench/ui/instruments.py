@@ -18,7 +18,9 @@ from bokeh.palettes import Category10_10, Viridis256
 from bokeh.plotting import figure
 
 from workbench.ui.common import LiveView, View, badge, on_document
+from workbench.ui.plots import PlotPane
 
+HINT = "Start a run (Live curves above): this plot fills as it trains."
 _STATUS = {"ok": "pass", "warn": "warn", "fail": "fail", "empty": "not run"}
 
 
@@ -57,6 +59,7 @@ class _InstrumentView(LiveView):
         self._version = 0
         self._run = None
         self._layout = None
+        self.plot = None  # a PlotPane, once the layout is built
 
     def _new(self) -> list[dict]:
         """Records the instrument buffered since the last flush; a new run resets the view first."""
@@ -77,6 +80,8 @@ class _InstrumentView(LiveView):
         if recs:
             self.update(recs)
             self.verdict = verdict_html(self.inst)
+        if getattr(self, "plot", None) is not None:
+            self.plot.reveal()
 
 
 class FilterGrid(_InstrumentView):
@@ -199,7 +204,8 @@ class WigglePlot(_InstrumentView):
         self.start_updates()
         if self._layout is None:
             score = pn.pane.Markdown(self.param.score_text, css_classes=["wb-wiggle-score"])
-            self._layout = pn.Column("#### Predictions on a fixed test batch (II.11)", pn.pane.Bokeh(self.fig), score,
+            self.plot = PlotPane(self.fig, self.source, hint=HINT)
+            self._layout = pn.Column("#### Predictions on a fixed test batch (II.11)", self.plot, score,
                                      _verdict_pane(self), width=480, name="Wiggle")
         return self._layout
 
@@ -252,10 +258,11 @@ class Histograms(_InstrumentView):
     def __panel__(self):
         self.start_updates()
         if self._layout is None:
+            self.plot = PlotPane(self.fig, self.source, hint=HINT)
             self._layout = pn.Column("#### Activation and gradient histograms (P.3)",
                                      pn.Row(pn.widgets.Select.from_param(self.param.layer, width=200),
                                             pn.widgets.RadioButtonGroup.from_param(self.param.kind, width=160)),
-                                     pn.pane.Bokeh(self.fig), self.flags, _verdict_pane(self), width=480,
+                                     self.plot, self.flags, _verdict_pane(self), width=480,
                                      name="Histograms")
         return self._layout
 
@@ -299,7 +306,8 @@ class UpdateRatio(_InstrumentView):
     def __panel__(self):
         self.start_updates()
         if self._layout is None:
-            self._layout = pn.Column("#### Update / weight ratio (P.5)", pn.pane.Bokeh(self.fig), _verdict_pane(self),
+            self.plot = PlotPane(self.fig, self.source, hint=HINT)
+            self._layout = pn.Column("#### Update / weight ratio (P.5)", self.plot, _verdict_pane(self),
                                      width=480, name="Update ratio")
         return self._layout
 

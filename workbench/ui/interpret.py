@@ -179,7 +179,8 @@ class InterpretView(LiveView):
         cm = confusion_matrix(table["label"], table["pred"], labels=list(range(n)))
         rows = cm.sum(1, keepdims=True).clip(min=1)
         li, pi = np.meshgrid(range(n), range(n), indexing="ij")
-        self.cm_source.data = {"label": [self.names[i] for i in li.ravel()], "pred": [self.names[j] for j in pi.ravel()],
+        self.cm_source.data = {"label": [self.names[i] for i in li.ravel()],
+                               "pred": [self.names[j] for j in pi.ravel()],
                                "count": cm.ravel().tolist(), "text": [str(c) if c else "" for c in cm.ravel()],
                                "share": (cm / rows).ravel().tolist()}
         acc = float(np.trace(cm)) / max(1, cm.sum())

@@ -32,6 +32,7 @@ from workbench.ui.common import (
     notify_info,
     on_document,
 )
+from workbench.ui.plots import PlotPane
 
 # one colour per suggestion method; the result's own pick is drawn thicker
 METHOD_COLORS = {"middle": "#2e7d32", "valley": "#6a1b9a", "min_div_10": "#ef6c00", "steepest": "#c62828",
@@ -166,6 +167,9 @@ class TuneView(LiveView):
         self._search_table = pn.widgets.Tabulator(pd.DataFrame(), disabled=True, show_index=False, height=260,
                                                   width=480, css_classes=["wb-search-table"], visible=False)
         self._handles = [session.on("run_start", self._on_run_start), session.on("run_end", self._on_run_end)]
+        self._plots = (PlotPane(self.lr_fig, self.curve_source, hint="Run the LR finder: the loss vs LR shows here."),
+                       PlotPane(self.coarse_fig, self.coarse_source),
+                       PlotPane(self.search_fig, self.search_source, hint="Run a search: its trials show here."))
 
         if session.reports.get("lr_find") is not None:
             self.show_lr(session.reports["lr_find"])
@@ -353,6 +357,8 @@ class TuneView(LiveView):
 
     # -- the periodic flush (document thread) ------------------------------------------------------
     def flush(self) -> None:
+        for plot in self._plots:
+            plot.reveal()
         lr_outcome = self._lr_work.take() if self.finding else None
         if lr_outcome is not None:
             kind, value = lr_outcome
@@ -432,13 +438,13 @@ class TuneView(LiveView):
             css_classes=["wb-search-controls"])
         return pn.Column(
             "### LR range test (B.1)", lr_controls, self._lr_message,
-            pn.Row(pn.pane.Bokeh(self.lr_fig), pn.pane.Bokeh(self.coarse_fig)), use,
+            pn.Row(*self._plots[:2]), use,
             pn.Row(self._lr_table, pn.Column(pn.pane.Markdown("**Coarse test** (B.1): does the loss fall within "
                                                               "100 iterations?"), self._coarse_table)),
             "### Random search: coarse (B.2), then refine (B.3)",
             pn.pane.Markdown("Random, not grid: log-LR around the finder's pick and weight decay in {1e-4, 1e-5, 0}. "
                              "Every trial is an ordinary run in the runs table."),
-            search_controls, self._search_status, pn.Row(pn.pane.Bokeh(self.search_fig), self._search_table),
+            search_controls, self._search_status, pn.Row(self._plots[2], self._search_table),
             name="Tune")
 
 
@@ -488,6 +494,9 @@ class DiagnosisView(LiveView):
         self._metrics_table = pn.widgets.Tabulator(pd.DataFrame(), disabled=True, show_index=False, height=230,
                                                    width=440)
         self._handles = [session.on("run_end", self._on_run_change), session.on("run_start", self._on_run_change)]
+        self._plots = (PlotPane(self.loss_fig, self.epoch_source, self.step_source,
+                                hint="Diagnose a run: its curves show here."),
+                       PlotPane(self.acc_fig, self.epoch_source))
         self.refresh_runs()
         self.show()
 
@@ -602,6 +611,8 @@ class DiagnosisView(LiveView):
         return c
 
     def flush(self) -> None:
+        for plot in self._plots:
+            plot.reveal()
         if self._dirty:
             self._dirty = False
             self.refresh_runs()
@@ -620,7 +631,7 @@ class DiagnosisView(LiveView):
                       self.compare_button)
         return pn.Column(
             "### What the curves say (B.4)", pick, self._cards,
-            pn.Row(pn.pane.Bokeh(self.loss_fig), pn.pane.Bokeh(self.acc_fig)),
+            pn.Row(*self._plots),
             "### One thing at a time: compare two runs (III.M3)", comp, self._compare_message,
             pn.Row(pn.Column(pn.pane.Markdown("**config diff**"), self._config_table),
                    pn.Column(pn.pane.Markdown("**metrics (b - a)**"), self._metrics_table)), name="Diagnosis")
