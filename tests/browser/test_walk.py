@@ -51,6 +51,7 @@ class Watch:
 
     def __init__(self, page, allowed_host="127.0.0.1"):
         self.errors, self.warnings, self.outside = [], [], []
+        self.where = "start"  # the step open when a message came: the failure says where to look
         page.on("console", self._console)
         page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
         page.on("request", lambda r: None if urlparse(r.url).hostname in (allowed_host, None) or
@@ -60,7 +61,7 @@ class Watch:
         if msg.type == "error":
             self.errors.append(msg.text)
         elif msg.type == "warning" and "bokeh" in msg.text.lower():
-            self.warnings.append(msg.text)
+            self.warnings.append(f"{self.where}: {msg.text}")
 
     def check(self, allow=()):
         """No request to another host (but the hosts in ``allow``), no console error, no Bokeh warning."""
@@ -69,11 +70,14 @@ class Watch:
                   or not allow]
         problems = [f"requests to other hosts: {outside[:5]}"] if outside else []
         problems += [f"console errors: {errors[:5]}"] if errors else []
-        problems += [f"{len(self.warnings)} Bokeh warnings, e.g. {self.warnings[:3]}"] if self.warnings else []
+        steps = sorted({w.split(":")[0] for w in self.warnings})
+        problems += [f"{len(self.warnings)} Bokeh warnings in {steps}, e.g. {self.warnings[:3]}"] if self.warnings else []
         assert not problems, "\n".join(problems)
 
 
-def open_step(page, key, tries=3):
+def open_step(page, key, tries=3, watch=None):
+    if watch is not None:
+        watch.where = key
     for _ in range(tries):
         page.locator(f".wb-step-{key} button").first.click(timeout=60_000)
         try:
@@ -149,14 +153,14 @@ def test_walk_the_defect_demo_in_order(browser, server):
     page.goto(server, timeout=120_000)
     page.wait_for_selector(".wb-step-browse", timeout=120_000)
 
-    open_step(page, "browse")
+    open_step(page, "browse", watch=watch)
     info = page.locator(".wb-browser-info").first
     wait_for(lambda: "page 1/" in text(info), 30, info)
     assert_plots_drawn(page, "browse")
     assert_fits(page, "browse")
     shot(page, "step_browse.png")
 
-    open_step(page, "audit")
+    open_step(page, "audit", watch=watch)
     wait_status(page, "audit", "○")
     page.locator(".wb-audit-run button").first.click()
     page.wait_for_selector(".wb-audit-summary", timeout=240_000)
@@ -165,13 +169,13 @@ def test_walk_the_defect_demo_in_order(browser, server):
     shot(page, "step_audit.png")
 
     for key in ("batch", "checks"):
-        open_step(page, key)
+        open_step(page, key, watch=watch)
         assert_plots_drawn(page, key)
         assert_fits(page, key)
         shot(page, f"step_{key}.png")
     wait_status(page, "checks", "○")  # nothing ran: the step is not done by being visited
 
-    open_step(page, "tune")
+    open_step(page, "tune", watch=watch)
     wait_status(page, "tune", "○")
     page.locator(".wb-lr-controls input").nth(2).fill("40")  # a short sweep; the coarse test follows
     page.locator(".wb-lr-controls input").nth(2).press("Enter")
@@ -190,14 +194,14 @@ def test_walk_the_defect_demo_in_order(browser, server):
     assert_fits(page, "LR finder")
     shot(page, "step_tune.png")
 
-    open_step(page, "train")  # (the search's trials are runs already: the step may show them as done)
+    open_step(page, "train", watch=watch)  # (the search's trials are runs already: the step may show them as done)
     first = start_training(page, 2)
     wait_status(page, "train", "✔")
     assert_plots_drawn(page, "live curves")
     assert_fits(page, "live curves")
     shot(page, "step_train.png")
 
-    open_step(page, "instruments")  # after Live curves: Start must still train (it once did nothing)
+    open_step(page, "instruments", watch=watch)  # after Live curves: Start must still train (it once did nothing)
     second = start_training(page, 2)
     assert second != first
     score = page.locator(".wb-wiggle-score").first
@@ -206,7 +210,7 @@ def test_walk_the_defect_demo_in_order(browser, server):
     assert_fits(page, "instruments")
     shot(page, "step_instruments.png")
 
-    open_step(page, "diagnose")
+    open_step(page, "diagnose", watch=watch)
     page.locator(".wb-diagnose-run button").first.click()
     page.wait_for_selector(".wb-diagnosis-head", timeout=60_000)
     wait_status(page, "diagnose", "✔")
@@ -214,14 +218,14 @@ def test_walk_the_defect_demo_in_order(browser, server):
     assert_fits(page, "diagnosis")
     shot(page, "step_diagnose.png")
 
-    open_step(page, "runs")
+    open_step(page, "runs", watch=watch)
     page.locator(".wb-runs-refresh button").first.click()
     page.wait_for_timeout(1000)
     assert_plots_drawn(page, "runs")
     assert_fits(page, "runs")
     shot(page, "step_runs.png")
 
-    open_step(page, "interpret")
+    open_step(page, "interpret", watch=watch)
     page.locator(".wb-interpret-run button").first.click()
     summary = page.locator(".wb-interpret-summary").first
     wait_for(lambda: "accuracy" in text(summary), 60, summary)
@@ -230,7 +234,7 @@ def test_walk_the_defect_demo_in_order(browser, server):
     assert_fits(page, "interpret")
     shot(page, "step_interpret.png")
 
-    open_step(page, "ensembles")
+    open_step(page, "ensembles", watch=watch)
     wait_status(page, "ensembles", "○")
     page.locator(".wb-ensemble-run button").first.click()
     done = page.locator(".wb-ensemble-summary").first
@@ -239,7 +243,7 @@ def test_walk_the_defect_demo_in_order(browser, server):
     assert_fits(page, "ensembles")
     shot(page, "step_ensembles.png")
 
-    open_step(page, "export")
+    open_step(page, "export", watch=watch)
     wait_status(page, "ensembles", "✔")  # the stepper is redrawn at the latest on the next step
     assert_fits(page, "export")
     shot(page, "step_export.png")
@@ -308,13 +312,13 @@ def test_a_folder_of_my_images_shows_its_findings_and_the_failed_runs_reason(bro
     watch = Watch(page)
     page.goto(folder_server, timeout=120_000)
     page.wait_for_selector(".wb-step-browse", timeout=120_000)
-    open_step(page, "audit")
+    open_step(page, "audit", watch=watch)
     page.locator(".wb-audit-run button").first.click()
     summary = page.locator(".wb-audit-summary").first
     summary.wait_for(timeout=120_000)
     shown = text(summary)
     assert all(k in shown for k in ("corrupt", "exact_duplicate", "train_test_leak")), shown
-    open_step(page, "browse")
+    open_step(page, "browse", watch=watch)
     info = page.locator(".wb-browser-info").first
     for issue, expected in (("corrupt", "1 examples"), ("exact_duplicate", "2 examples in 1 sets"),
                             ("train_test_leak", "2 examples in 1 sets")):
@@ -324,7 +328,7 @@ def test_a_folder_of_my_images_shows_its_findings_and_the_failed_runs_reason(bro
     page.locator(".wb-issue-filter select").first.select_option("corrupt")
     wait_for(lambda: "1 examples" in text(info).replace("*", ""), 30, info)
     shot(page, "my_images_corrupt.png")
-    open_step(page, "train")
+    open_step(page, "train", watch=watch)
     page.get_by_role("button", name=re.compile("Start training")).first.click()
     failure = page.locator(".wb-curves-failure").first
     failure.wait_for(timeout=120_000)

@@ -86,6 +86,7 @@ class LiveCurves(LiveView):
                                    hint="No run yet: press Start training.")
         self._acc_pane = PlotPane(self.acc_fig, self.epoch_source)
         self._layout = None
+        self._replace: set[str] = set()  # sources whose next data replaces the previous run's
         self._failure_told: str | None = None  # the run whose failure was already a notification
         if session.last_run is not None:
             self.show_run(session.last_run)
@@ -155,9 +156,10 @@ class LiveCurves(LiveView):
         on_document(self._reset_sources)
 
     def _reset_sources(self) -> None:
+        # the new run's first records replace the old ones in one go: a plot emptied in between has no
+        # range to draw, and BokehJS warns each time
         self._n_epochs_seen = self._n_steps_seen = 0
-        self.epoch_source.data = self._empty_epochs()
-        self.step_source.data = {"epoch": [], "loss": []}
+        self._replace = {"steps", "epochs"}
         self.flush()
 
     # -- the periodic flush (document thread) ----------------------------------------------------
@@ -173,8 +175,8 @@ class LiveCurves(LiveView):
             new = steps[self._n_steps_seen:n]
             keep = [r for r in new if r["step"] % self.step_every == 0 and math.isfinite(r["loss"])]
             if keep:
-                self.step_source.stream({"epoch": [r["epoch"] for r in keep],
-                                         "loss": [max(r["loss"], 1e-12) for r in keep]}, rollover=STEP_ROLLOVER)
+                self._feed(self.step_source, "steps", {"epoch": [r["epoch"] for r in keep],
+                                                       "loss": [max(r["loss"], 1e-12) for r in keep]}, STEP_ROLLOVER)
             self._n_steps_seen = n
         epochs = run.epoch_records
         m = len(epochs)
@@ -187,11 +189,19 @@ class LiveCurves(LiveView):
                     data[k].append(float(r.get(k, np.nan)))
                 data["lo"].append(min(r["train_metric"], r["val_metric"]))
                 data["hi"].append(max(r["train_metric"], r["val_metric"]))
-            self.epoch_source.stream(data, rollover=EPOCH_ROLLOVER)
+            self._feed(self.epoch_source, "epochs", data, EPOCH_ROLLOVER)
             self._n_epochs_seen = m
         self._update_status()
         self._loss_pane.reveal()
         self._acc_pane.reveal()
+
+    def _feed(self, source, name: str, data: dict, rollover: int) -> None:
+        """Stream ``data`` into ``source``, or replace what it holds with it after a new run was shown."""
+        if name in self._replace:
+            self._replace.discard(name)
+            source.data = {k: list(v)[-rollover:] for k, v in data.items()}
+        else:
+            source.stream(data, rollover=rollover)
 
     def _update_human_baseline(self) -> None:
         hb = getattr(self.session, "human_baseline", None)

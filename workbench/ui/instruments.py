@@ -183,8 +183,7 @@ class WigglePlot(_InstrumentView):
         self.fig.yaxis.major_label_overrides = {i + self.BAND / 2: name(i) for i in range(self.k)}
 
     def reset(self) -> None:
-        self.steps, self.history = [], []
-        self.source.data = {"xs": [], "ys": [], "color": [], "example": []}
+        self.steps, self.history = [], []  # the plot keeps the old run until the new one's first record
 
     def update(self, recs) -> None:
         self.steps += [r["step"] for r in recs]
@@ -228,7 +227,7 @@ class Histograms(_InstrumentView):
         self.flush()
 
     def reset(self) -> None:
-        self.source.data = {"image": [], "x": [], "y": [], "dw": [], "dh": []}
+        pass  # the heatmap is redrawn whole from the new run's first record
 
     def update(self, recs) -> None:
         layers = list(recs[-1]["layers"])
@@ -286,7 +285,7 @@ class UpdateRatio(_InstrumentView):
         self.flush()
 
     def reset(self) -> None:
-        self.source.data = {"step": [], "median": [], **{n: [] for n in self.names}}
+        self._replace = True  # the new run's first records replace the old: an emptied plot has no range
 
     def update(self, recs) -> None:
         if not self.names and getattr(self.inst, "weight_names", None):
@@ -301,7 +300,11 @@ class UpdateRatio(_InstrumentView):
         data = {"step": [r["step"] for r in recs], "median": [_pos(r["median"]) for r in recs]}
         for n in self.names:
             data[n] = [_pos(r["ratios"].get(n, math.nan)) for r in recs]
-        self.source.stream(data, rollover=2000)
+        if getattr(self, "_replace", False):
+            self._replace = False
+            self.source.data = data
+        else:
+            self.source.stream(data, rollover=2000)
 
     def __panel__(self):
         self.start_updates()

@@ -2,8 +2,9 @@
 
 BokehJS cannot range an empty plot: each one drawn without data logs "could not set initial ranges"
 (and a log axis "could not determine min/max data value"), about 190 warnings in a walk through
-the app. A pane made here stays hidden, with a one-line hint in its place, until its source holds
-rows; ``reveal`` is called by the view whenever it has fed its sources.
+the app; a hidden plot is drawn all the same. A pane made here holds a one-line hint and adds the
+figure to the page only once a source holds rows; ``reveal`` is called by the view whenever it
+has fed its sources.
 """
 
 from __future__ import annotations
@@ -17,24 +18,24 @@ def _rows(source) -> int:
 
 
 class PlotPane(pn.Column):
-    """A Bokeh figure shown only while one of its sources has data; ``hint`` stands in before."""
+    """A Bokeh figure put on the page once one of its sources has data; ``hint`` stands in before."""
 
     def __init__(self, fig, *sources, hint: str = "", **params):
         self.fig, self.sources = fig, sources
-        self.plot = pn.pane.Bokeh(fig, visible=False)
-        self.hint = pn.pane.Markdown(f"*{hint}*" if hint else "", styles={"color": "#757575"}, visible=bool(hint))
-        super().__init__(self.hint, self.plot, **params)
+        self.plot: pn.pane.Bokeh | None = None
+        self.hint = pn.pane.Markdown(f"*{hint}*" if hint else "", styles={"color": "#757575"})
+        super().__init__(self.hint, **params)
         self.reveal()
 
     def reveal(self) -> bool:
-        """Show the plot once a source has rows (call after feeding the sources); returns whether it shows."""
-        has = any(_rows(s) for s in self.sources)
-        if self.plot.visible != has:
-            self.plot.visible = has
-            self.hint.visible = not has and bool(self.hint.object)
-        return has
+        """Add the figure once a source has rows (call after feeding the sources); returns whether it shows."""
+        if self.plot is None and any(_rows(s) for s in self.sources):
+            self.plot = pn.pane.Bokeh(self.fig)
+            self[:] = [self.plot]
+        return self.plot is not None
 
     def swap(self, fig) -> None:
         """Show another figure over the same sources (e.g. the log-scale twin)."""
         self.fig = fig
-        self.plot.object = fig
+        if self.plot is not None:
+            self.plot.object = fig
