@@ -72,7 +72,7 @@ class RunsView(View):
 
     # -- figures -----------------------------------------------------------------------------------
     def _curves_figure(self, log: bool):
-        fig = figure(width=600, height=320, x_axis_label="epoch", y_axis_type="log" if log else "linear",
+        fig = figure(width=780, height=320, x_axis_label="epoch", y_axis_type="log" if log else "linear",
                      x_range=Range1d(0, 1), y_range=Range1d(0.1 if log else 0, 1), title="runs side by side",
                      tools="pan,wheel_zoom,reset,hover", tooltips=[("run", "@run")], toolbar_location="right",
                      css_classes=["wb-runs-plot"])
@@ -84,7 +84,7 @@ class RunsView(View):
         return fig
 
     def _parallel_figure(self):
-        fig = figure(width=600, height=300, x_range=Range1d(-0.3, 1), y_range=Range1d(-0.12, 1.1),
+        fig = figure(width=640, height=300, x_range=Range1d(-0.15, 1.15), y_range=Range1d(-0.12, 1.1),
                      title="search trials: parallel coordinates, colour = objective (B.2, B.3)", tools="hover",
                      tooltips=[("trial", "@trial"), ("objective", "@value")], toolbar_location=None,
                      css_classes=["wb-runs-parallel"])
@@ -193,7 +193,7 @@ class RunsView(View):
                                "value": values, "trial": [int(t) for t in done["trial"]]}
         if values:
             self.mapper.low, self.mapper.high = min(values), max(values) + (1e-9 if min(values) == max(values) else 0)
-        self.pc_fig.x_range.start = -0.12 if len(axes) > 1 else 0
+        self.pc_fig.x_range.start = -0.15 if len(axes) > 1 else 0
 
     def __panel__(self):
         if self._layout is None:  # one layout per view (see LiveCurves.__panel__)
