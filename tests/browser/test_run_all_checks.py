@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tests.browser.conftest import ARTIFACTS, text, wait_for
+from tests.browser.conftest import ARTIFACTS, text
 from tests.browser.test_app import MARKERS
 
 pytestmark = pytest.mark.browser

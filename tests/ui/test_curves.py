@@ -55,9 +55,19 @@ def test_log_toggle_swaps_the_figure_and_thinning_keeps_every_kth_step(small_ses
     small_session.fit(epochs=2, lr=1e-2)
     view = LiveCurves(small_session, step_every=2)
     assert len(view.step_source.data["loss"]) == 4  # 8 steps, every 2nd
-    assert view._loss_pane.object is view.loss_fig[True]
+    assert view._loss_pane.fig is view.loss_fig[True]
     view.log_loss = False
-    assert view._loss_pane.object is view.loss_fig[False]
+    assert view._loss_pane.fig is view.loss_fig[False] and view._loss_pane.plot.object is view.loss_fig[False]
+
+
+def test_plots_join_the_page_only_with_data(small_session):
+    view = LiveCurves(small_session, epochs=1, lr=1e-2)
+    assert view._loss_pane.plot is None and "Start training" in view._loss_pane.objects[0].object
+    run = view.start()
+    run.wait()
+    view.flush()
+    assert view._loss_pane.plot.object is view.loss_fig[True] and view._acc_pane.plot.object is view.acc_fig
+    assert list(view._loss_pane.objects) == [view._loss_pane.plot]  # the hint made way for the figure
 
 
 def test_human_baseline_is_drawn_on_the_accuracy_plot(small_session):

@@ -23,8 +23,10 @@ def test_views_fill_from_a_run_and_reset_on_the_next(small_session):
     assert fg.source.data["dw"] == [img.shape[1]]
     wp = view.wiggle
     p = wp.inst.p_true()
-    assert len(wp.sources[0].data["p"]) == len(p)
-    assert np.allclose(wp.sources[3].data["p"], p[:, 3])
+    ys = wp.source.data["ys"]
+    assert len(ys) == p.shape[1] and len(ys[0]) == len(p)
+    assert np.allclose(np.asarray(ys[3]) - 3, wp.BAND * p[:, 3])  # example 3 in its own band [3, 3.9]
+    assert wp.fig.yaxis.major_label_overrides[3 + wp.BAND / 2].startswith("#3 · ")  # its label under the band
     assert wp.wiggle == wp.inst.wiggle(getattr(wp.inst, "window", None))
     # the wiggle is the mean absolute change of the true-class probability, computed independently here
     window = getattr(wp.inst, "window", None)
@@ -40,7 +42,7 @@ def test_views_fill_from_a_run_and_reset_on_the_next(small_session):
     s.fit(epochs=1, lr=1e-2)
     view.flush()
     assert len(fg.records) == 2
-    assert len(wp.sources[0].data["p"]) == len(wp.inst.p_true())
+    assert len(wp.source.data["ys"][0]) == len(wp.inst.p_true())
 
 
 def test_filter_grid_shows_noise_for_an_untrained_conv_and_structure_after_training(digits, tmp_path):

@@ -158,3 +158,18 @@ def test_diagnosis_finds_a_too_high_lr_and_nothing_on_a_healthy_run(digits, tmp_
     delta = good.metrics["val_metric"].iloc[-1] - bad.metrics["val_metric"].iloc[-1]
     assert float(m.loc["val_metric", "delta"]) == pytest.approx(delta, rel=1e-3)
     assert "3 things changed" in view._compare_message.object
+
+
+def test_two_browser_sessions_on_one_runs_folder_keep_their_own_search(make_small_session):
+    """Each page builds its own session and view on the same runs folder: their studies stay apart."""
+    tabs = [make_small_session(wb.models.linear) for _ in range(2)]
+    views = [TuneView(s, trials=2, epochs=1) for s in tabs]
+    assert views[0].study_prefix != views[1].study_prefix
+    for v in views:
+        v.run_search()
+        v.wait(120)
+    tables = [s.reports["search"] for s in tabs]
+    assert [len(t) for t in tables] == [2, 2]  # not 4: the second tab does not see the first tab's trials
+    assert tables[0].attrs["study"] != tables[1].attrs["study"]
+    assert not set(tables[0]["run_id"]) & set(tables[1]["run_id"])
+    assert "2 of 2 trials complete" in views[1]._search_status.object

@@ -11,12 +11,14 @@ from workbench.ui.curves import LiveCurves
 from workbench.ui.data_browser import DataBrowser
 from workbench.ui.export import ExportView, export_report, report_html
 from workbench.ui.human import HumanBaseline
+from workbench.ui.offline import offline
 from workbench.ui.wizard import RecipeWizard
 
 Wizard = RecipeWizard
 
 __all__ = ["create_app", "ipywidget", "BatchViewer", "LiveCurves", "DataBrowser", "ExportView", "export_report",
-           "report_html", "HumanBaseline", "RecipeWizard", "Wizard"]
+           "report_html", "HumanBaseline", "RecipeWizard", "Wizard",
+           "offline"]
 
 
 def __getattr__(name):
@@ -27,7 +29,8 @@ def __getattr__(name):
                "InstrumentsView": "workbench.ui.instruments", "FilterGrid": "workbench.ui.instruments",
                "WigglePlot": "workbench.ui.instruments", "Histograms": "workbench.ui.instruments",
                "UpdateRatio": "workbench.ui.instruments", "TuneView": "workbench.ui.tune",
-               "DiagnosisView": "workbench.ui.tune", "EnsembleView": "workbench.ui.ensembles"}
+               "DiagnosisView": "workbench.ui.tune", "EnsembleView": "workbench.ui.ensembles",
+               "RunsView": "workbench.ui.runs_view", "InterpretView": "workbench.ui.interpret"}
     if name in modules:
         return getattr(import_module(modules[name]), name)
     raise AttributeError(f"module 'workbench.ui' has no attribute {name!r}")

@@ -69,10 +69,11 @@ class BatchViewer(View):
             classes = getattr(self.session.train, "classes", None)
             labels = ([classes[int(v)] if classes else str(int(v)) for v in y.tolist()] if y.dim() == 1
                       else [""] * len(x))
-            seen, _ = image_grid(to_numpy_images(minmax(x)), labels, cols=16, tile=40,
+            # 12 tiles of 52 px a row: room for a class name under each thumbnail
+            seen, _ = image_grid(to_numpy_images(minmax(x)), labels, cols=12, tile=52,
                                  title="as model(x) sees it (min-max scaled per image)")
             denorm = self.session.preprocessing.denormalize(x)
-            person, _ = image_grid(to_numpy_images(denorm), labels, cols=16, tile=40,
+            person, _ = image_grid(to_numpy_images(denorm), labels, cols=12, tile=52,
                                    title="de-normalised (what a person should recognise)")
             self._grid_pane[:] = [pn.Column(pn.pane.Bokeh(seen), pn.pane.Bokeh(person))]
         else:
@@ -96,6 +97,11 @@ class BatchViewer(View):
         return result
 
     def __panel__(self):
+        if getattr(self, "_layout", None) is None:  # one layout per view (see LiveCurves.__panel__)
+            self._layout = self._build_layout()
+        return self._layout
+
+    def _build_layout(self):
         controls = pn.Row(pn.widgets.Select.from_param(self.param.split, width=100),
                           pn.widgets.IntSlider.from_param(self.param.n, width=180),
                           pn.widgets.Checkbox.from_param(self.param.augment, name="augmentation", margin=(28, 10)))

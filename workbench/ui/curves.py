@@ -8,6 +8,7 @@ training thread. Step losses are thinned (every k-th step) and rolled over to ke
 
 from __future__ import annotations
 
+import html
 import math
 
 import numpy as np
@@ -16,7 +17,8 @@ import param
 from bokeh.models import ColumnDataSource, Span
 from bokeh.plotting import figure
 
-from workbench.ui.common import LiveView, button, fmt, guarded, notify_info, on_document
+from workbench.ui.common import LiveView, button, fmt, guarded, notify_error, notify_info, on_document
+from workbench.ui.plots import PlotPane
 
 STEP_ROLLOVER = 4000  # step points kept on the loss plot (P.1: the trend, not every iteration)
 EPOCH_ROLLOVER = 1000
@@ -36,6 +38,21 @@ def gap_verdict(train_metric: float, val_metric: float, epoch: int, epochs: int)
     return f"gap {gap * 100:.1f} pts: train and validation agree"
 
 
+def failure_reason(run) -> str:
+    """Why ``run`` failed or diverged (from the run, else its status.json), or "" for any other status."""
+    if run is None or getattr(run, "running", False) or run.status not in ("failed", "diverged", "interrupted"):
+        return ""
+    info = getattr(run, "info", {}) or {}
+    reason = getattr(run, "error", None) or info.get("error") or info.get("reason") or info.get("message")
+    if reason:
+        return str(reason)
+    if run.status == "diverged":
+        where = next((r for r in getattr(run, "extra_records", []) if r.get("kind") == "diverged"), {})
+        at = f" at step {where['step']} (loss {where.get('data_loss')})" if "step" in where else ""
+        return f"the loss became NaN or infinite{at}: lower the learning rate (B.1) or check the data (I.2)"
+    return "the run ended without a reason on record; see its status.json"
+
+
 class LiveCurves(LiveView):
     """Loss (log option) and accuracy vs epochs of the session's current run, with Start/Stop and progress."""
 
@@ -47,6 +64,7 @@ class LiveCurves(LiveView):
     run_id = param.String(default=None, allow_None=True, doc="the run shown")
     status = param.String(default="no run yet")
     message = param.String(default="")
+    failure = param.String(default="", doc="why the run shown failed or diverged (HTML), empty otherwise")
 
     def __init__(self, session, fit_options: dict | None = None, **params):
         super().__init__(**params)
@@ -64,7 +82,12 @@ class LiveCurves(LiveView):
         self.start_button.on_click(lambda e: self.start())
         self.stop_button.on_click(lambda e: self.stop())
         self.progress = pn.indicators.Progress(value=0, max=100, width=260, bar_color="info")
-        self._loss_pane = pn.pane.Bokeh(self.loss_fig[self.log_loss])
+        self._loss_pane = PlotPane(self.loss_fig[self.log_loss], self.epoch_source, self.step_source,
+                                   hint="No run yet: press Start training.")
+        self._acc_pane = PlotPane(self.acc_fig, self.epoch_source)
+        self._layout = None
+        self._replace: set[str] = set()  # sources whose next data replaces the previous run's
+        self._failure_told: str | None = None  # the run whose failure was already a notification
         if session.last_run is not None:
             self.show_run(session.last_run)
 
@@ -133,9 +156,10 @@ class LiveCurves(LiveView):
         on_document(self._reset_sources)
 
     def _reset_sources(self) -> None:
+        # the new run's first records replace the old ones in one go: a plot emptied in between has no
+        # range to draw, and BokehJS warns each time
         self._n_epochs_seen = self._n_steps_seen = 0
-        self.epoch_source.data = self._empty_epochs()
-        self.step_source.data = {"epoch": [], "loss": []}
+        self._replace = {"steps", "epochs"}
         self.flush()
 
     # -- the periodic flush (document thread) ----------------------------------------------------
@@ -151,8 +175,8 @@ class LiveCurves(LiveView):
             new = steps[self._n_steps_seen:n]
             keep = [r for r in new if r["step"] % self.step_every == 0 and math.isfinite(r["loss"])]
             if keep:
-                self.step_source.stream({"epoch": [r["epoch"] for r in keep],
-                                         "loss": [max(r["loss"], 1e-12) for r in keep]}, rollover=STEP_ROLLOVER)
+                self._feed(self.step_source, "steps", {"epoch": [r["epoch"] for r in keep],
+                                                       "loss": [max(r["loss"], 1e-12) for r in keep]}, STEP_ROLLOVER)
             self._n_steps_seen = n
         epochs = run.epoch_records
         m = len(epochs)
@@ -165,9 +189,19 @@ class LiveCurves(LiveView):
                     data[k].append(float(r.get(k, np.nan)))
                 data["lo"].append(min(r["train_metric"], r["val_metric"]))
                 data["hi"].append(max(r["train_metric"], r["val_metric"]))
-            self.epoch_source.stream(data, rollover=EPOCH_ROLLOVER)
+            self._feed(self.epoch_source, "epochs", data, EPOCH_ROLLOVER)
             self._n_epochs_seen = m
         self._update_status()
+        self._loss_pane.reveal()
+        self._acc_pane.reveal()
+
+    def _feed(self, source, name: str, data: dict, rollover: int) -> None:
+        """Stream ``data`` into ``source``, or replace what it holds with it after a new run was shown."""
+        if name in self._replace:
+            self._replace.discard(name)
+            source.data = {k: list(v)[-rollover:] for k, v in data.items()}
+        else:
+            source.stream(data, rollover=rollover)
 
     def _update_human_baseline(self) -> None:
         hb = getattr(self.session, "human_baseline", None)
@@ -198,21 +232,40 @@ class LiveCurves(LiveView):
             text += (f" · val loss {fmt(last['val_loss'])} · val {last.get('metric', 'metric')} "
                      f"{fmt(last['val_metric'])}")
         self.status = text
+        self._show_failure(run)
         self.message = gap_verdict(last["train_metric"], last["val_metric"], last["epoch"], total) if last else ""
+
+    def _show_failure(self, run) -> None:
+        """A failed or diverged run says why, inline and once as a notification (like the LR finder)."""
+        reason = failure_reason(run)
+        self.failure = (f"<div class='wb-curves-failure' style='color:#c62828;overflow-wrap:anywhere'>"
+                        f"<b>run {html.escape(run.id)} {html.escape(run.status)}:</b> {html.escape(reason)}</div>"
+                        if reason else "")
+        if reason and self._failure_told != run.id:
+            self._failure_told = run.id
+            notify_error(f"run {run.id} {run.status}: {reason}")
 
     @param.depends("log_loss", watch=True)
     def _swap_scale(self):
-        self._loss_pane.object = self.loss_fig[self.log_loss]
+        self._loss_pane.swap(self.loss_fig[self.log_loss])
 
     def __panel__(self):
+        # one layout per view: the wizard shows this view in two steps, and a second layout around the
+        # same Bokeh figures and widgets breaks the page ("reference already known", dead buttons)
         self.start_updates()
+        if self._layout is None:
+            self._layout = self._build_layout()
+        return self._layout
+
+    def _build_layout(self):
         controls = pn.Row(
             pn.widgets.IntInput.from_param(self.param.epochs, width=90),
-            pn.widgets.FloatInput.from_param(self.param.lr, width=100),
+            pn.widgets.FloatInput.from_param(self.param.lr, width=120, format="0.[000000]"),
             pn.widgets.FloatInput.from_param(self.param.weight_decay, width=100, name="weight decay"),
             pn.widgets.Checkbox.from_param(self.param.log_loss, name="log loss", margin=(28, 10)),
             self.start_button, self.stop_button, self.progress, css_classes=["wb-curves-controls"])
         status = pn.pane.Markdown(self.param.status, css_classes=["wb-curves-status"], margin=(0, 10))
         gap = pn.pane.Markdown(self.param.message, margin=(0, 10), styles={"color": "#ad4e00"})
-        return pn.Column("### Live curves (P.1, P.2)", controls, status, gap,
-                         pn.Row(self._loss_pane, pn.pane.Bokeh(self.acc_fig)), name="Live curves")
+        failure = pn.pane.HTML(self.param.failure, margin=(0, 10), sizing_mode="stretch_width")
+        return pn.Column("### Live curves (P.1, P.2)", controls, status, failure, gap,
+                         pn.Row(self._loss_pane, self._acc_pane), name="Live curves")

@@ -8,6 +8,7 @@ The human-baseline mode (II.6) lives in :class:`HumanBaseline`.
 
 from __future__ import annotations
 
+import html
 import io
 
 import numpy as np
@@ -88,6 +89,7 @@ class DataBrowser(LiveView):
         self.items: pd.DataFrame = pd.DataFrame()
         self.page_items: pd.DataFrame = pd.DataFrame()
         self.source = None
+        self.unreadable: dict[int, str] = {}  # position on the page -> why the example could not be read
         self._grid = pn.Column()
         self._info = pn.pane.Markdown("", css_classes=["wb-browser-info"])
         self._counts = pn.pane.Bokeh(self._counts_figure())
@@ -188,8 +190,8 @@ class DataBrowser(LiveView):
                 sel = sel[sel["split"] == self.split]
             if len(sel) == 0:
                 return pd.DataFrame(columns=["split", "index", "label", "score", "group", "issue"])
-            sel["label"] = [_label_of(self.session, s, int(i), self) for s, i in zip(sel["split"], sel["index"],
-                                                                                    strict=True)]
+            ys = {sp: self.session.labels(sp) for sp in sel["split"].unique()}
+            sel["label"] = [_label_of(ys[sp], int(i), self) for sp, i in zip(sel["split"], sel["index"], strict=True)]
             items = sel[["split", "index", "label", "score", "group", "issue"]].reset_index(drop=True)
             items["score"] = items["score"].astype(float)
         if self.label != ALL:
@@ -231,8 +233,13 @@ class DataBrowser(LiveView):
         lo = self.page * self.page_size
         self.page_items = self.items.iloc[lo:lo + self.page_size].reset_index(drop=True)
         self.selected = []
-        fig = self._grid_figure(self.page_items)
-        self._grid[:] = [pn.pane.Bokeh(fig)] if fig is not None else [pn.pane.Markdown("*Nothing to show.*")]
+        try:
+            fig = self._grid_figure(self.page_items)
+            grid = [pn.pane.Bokeh(fig)] if fig is not None else [pn.pane.Markdown("*Nothing to show.*")]
+        except Exception as e:  # noqa: BLE001 - never leave the previous filter's images under the new one
+            grid = [pn.pane.Markdown(f"*Cannot draw this page: {html.escape(describe_error(e))}*")]
+            notify_error(f"the data browser cannot draw this page: {describe_error(e)}")
+        self._grid[:] = grid
         res = self.resolution or self.native
         groups = self.items["group"].nunique() if len(self.items) else 0
         self._info.object = (f"**{len(self.items)}** examples" + (f" in **{groups}** sets" if groups else "")
@@ -240,12 +247,23 @@ class DataBrowser(LiveView):
                              f"{self.native}px, I.3) · marked {len(self.marks)}")
 
     def images(self, items: pd.DataFrame) -> np.ndarray:
-        """The examples of ``items`` as display images, downsampled to ``resolution`` (I.3)."""
-        xs = [torch.as_tensor(self.session.split(s)[int(i)][0]) for s, i in zip(items["split"], items["index"],
-                                                                                  strict=True)]
+        """The examples of ``items`` as display images, downsampled to ``resolution`` (I.3).
+
+        An example that cannot be read (an undecodable file, I.2) is drawn as a grey tile with a red
+        cross, and its position is kept in ``self.unreadable``: the page shows it, it does not fail.
+        """
+        self.unreadable = {}
+        xs = []
+        for pos, (s, i) in enumerate(zip(items["split"], items["index"], strict=True)):
+            try:
+                xs.append(torch.as_tensor(self.session.split(s)[int(i)][0]).float())
+            except Exception as e:  # noqa: BLE001 - one bad file must not blank the page
+                self.unreadable[pos] = describe_error(e)
+                xs.append(None)
         if not xs:
             return np.zeros((0, 1, 1, 1))
-        x = torch.stack(xs).float()
+        shape = next((x.shape for x in xs if x is not None), tuple(self.session.input_shape))
+        x = torch.stack([x if x is not None else torch.zeros(shape) for x in xs])
         if x.dim() not in (3, 4):
             raise DataError(f"the data browser shows images; examples have shape {tuple(x.shape[1:])}")
         x = self.session.preprocessing.denormalize(x)
@@ -253,7 +271,10 @@ class DataBrowser(LiveView):
             h = self.resolution
             w = max(1, round(x.shape[-1] * h / x.shape[-2]))
             x = F.interpolate(x if x.dim() == 4 else x.unsqueeze(1), size=(h, w), mode="area")
-        return to_numpy_images(x)
+        out = to_numpy_images(x)
+        for pos in self.unreadable:
+            out[pos] = _unreadable_tile(out.shape[1:])
+        return out
 
     def _positions(self, items: pd.DataFrame, cols: int = 12):
         if len(items) and items["group"].notna().any():
@@ -276,11 +297,12 @@ class DataBrowser(LiveView):
         imgs = self.images(items)
         xs, ys, cols, rows = self._positions(items)
         labels = []
-        for _, r in items.iterrows():
+        for pos, r in items.iterrows():
             mark = self.marks.get((r["split"], int(r["index"])))
             tag = " ✖" if mark and mark["action"] == "exclude" else (f"→{mark['new_label']}" if mark else "")
             grp = f" g{r['group']}" if pd.notna(r["group"]) else ""
-            labels.append(f"{r['split'][:2]}{int(r['index'])}:{r['label']}{grp}{tag}")
+            bad = " unreadable" if pos in self.unreadable else ""
+            labels.append(f"{r['split'][:2]}{int(r['index'])}:{r['label']}{grp}{tag}{bad}")
         colors = ["#c62828" if s > 0 else "#333333" for s in items["score"]]
         self.source = ColumnDataSource({"image": [rgba(im) for im in imgs], "x": xs, "y": ys, "label": labels,
                                         "color": colors, "cx": [x + 0.46 for x in xs], "cy": [y + 0.46 for y in ys]})
@@ -312,7 +334,7 @@ class DataBrowser(LiveView):
     def _counts_figure(self):
         counts = class_counts(self.session)
         splits = [c for c in counts.columns if c != "class"]
-        fig = figure(x_range=list(counts["class"]), height=200, width=420, title="examples per class (I.2)",
+        fig = figure(x_range=list(counts["class"]), height=230, width=420, title="examples per class (I.2)",
                      toolbar_location=None, tools="")
         width = 0.8 / max(1, len(splits))
         palette = ["#1565c0", "#ef6c00", "#2e7d32"]
@@ -320,8 +342,9 @@ class DataBrowser(LiveView):
         for k, s in enumerate(splits):
             fig.vbar(x=dodge("class", -0.4 + width * (k + 0.5), range=fig.x_range), top=s, width=width * 0.95,
                      source=src, color=palette[k % 3], legend_label=s)
-        fig.legend.label_text_font_size = "8pt"
-        fig.legend.location = "bottom_right"
+        legend = fig.legend[0]  # under the plot, in one row: inside it covered the bars
+        legend.orientation, legend.label_text_font_size, legend.padding = "horizontal", "8pt", 2
+        fig.add_layout(legend, "below")
         return fig
 
     # -- marks -----------------------------------------------------------------------------------
@@ -370,6 +393,12 @@ class DataBrowser(LiveView):
         self.page = max(self.page - 1, 0)
 
     def __panel__(self):
+        self.start_updates()
+        if getattr(self, "_layout", None) is None:  # one layout per view (see LiveCurves.__panel__)
+            self._layout = self._build_layout()
+        return self._layout
+
+    def _build_layout(self):
         prev_b = pn.widgets.Button(label="◀", width=40)
         next_b = pn.widgets.Button(label="▶", width=40)
         prev_b.on_click(lambda e: self.prev_page())
@@ -398,9 +427,18 @@ class DataBrowser(LiveView):
         marks = pn.Row(*audit_row, ex_b, re_b, pn.widgets.Select.from_param(self.param.relabel_to, name="", width=80),
                        clr_b, self.download)
         browse = pn.Column(filters, marks, self._info, self._grid, name="Browse (I.1, I.2)")
-        self.start_updates()
         return pn.Tabs(browse, pn.Column(self._counts, name="Class counts (I.2)"),
                        pn.Column(self.human, name="Human baseline (II.6)"), dynamic=False, name="Data")
+
+
+def _unreadable_tile(shape) -> np.ndarray:
+    """A grey tile with a red cross: the place of an image that could not be decoded."""
+    h, w, c = shape
+    tile = np.full((h, w, 3), 0.85, dtype=np.float32)
+    rows = np.arange(h)
+    for cols in ((rows * (w - 1) // max(1, h - 1)), (w - 1 - rows * (w - 1) // max(1, h - 1))):
+        tile[rows, cols] = (0.78, 0.16, 0.16)
+    return tile if c == 3 else tile[..., :c] if c < 3 else np.concatenate([tile, tile[..., :c - 3]], -1)
 
 
 def _label_names(y: torch.Tensor, browser: DataBrowser) -> list[str]:
@@ -410,9 +448,9 @@ def _label_names(y: torch.Tensor, browser: DataBrowser) -> list[str]:
     return [""] * len(y)
 
 
-def _label_of(session, split: str, i: int, browser: DataBrowser) -> str:
-    y = torch.as_tensor(session.split(split)[i][1])
-    if y.dim() == 0 and not y.is_floating_point():
-        v = int(y)
+def _label_of(labels: torch.Tensor, i: int, browser: DataBrowser) -> str:
+    """Example ``i``'s class name from the split's labels (never decoding the image, which may be broken)."""
+    if labels.dim() == 1 and not labels.is_floating_point():
+        v = int(labels[i])
         return browser.class_names[v] if v < len(browser.class_names) else str(v)
     return ""

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import panel as pn
 import param
-from bokeh.models import ColumnDataSource
+from bokeh.models import ColumnDataSource, SingleIntervalTicker
 from bokeh.plotting import figure
 
 from workbench.ui.common import Background, LiveView, button, describe_error, fmt, guarded, notify_error, notify_info
+from workbench.ui.plots import PlotPane
 
 
 class EnsembleView(LiveView):
@@ -37,15 +38,18 @@ class EnsembleView(LiveView):
         self.use_button.on_click(lambda e: self.use_config())
         self.show_config()
         self.source = ColumnDataSource({"k": [], "metric": []})
-        self.fig = figure(width=420, height=240, title="ensemble metric vs members (III.R1: gains fade after ~5)",
-                          x_axis_label="members", toolbar_location=None, tools="")
+        self.fig = figure(width=420, height=260, title="ensemble vs members (III.R1: gains fade after ~5)",
+                          x_axis_label="members", y_axis_label=session.task.metric, toolbar_location=None,
+                          tools="")
+        self.fig.xaxis.ticker = SingleIntervalTicker(interval=1)  # whole members, never 2.5 of them
         self.fig.line("k", "metric", source=self.source, line_width=2)
         self.fig.scatter("k", "metric", source=self.source, size=6)
         self.button = button("Build the ensemble", "success", width=180,
                                         css_classes=["wb-ensemble-run"])
         self.button.on_click(lambda e: self.start())
         self._summary = pn.pane.Markdown("", css_classes=["wb-ensemble-summary"])
-        self._members = pn.widgets.Tabulator(disabled=True, show_index=False, height=200, width=520)
+        self._members = pn.widgets.Tabulator(disabled=True, show_index=False, height=200, width=480)
+        self.plot = PlotPane(self.fig, self.source, hint="Build an ensemble: its gains per member show here.")
         self.show()
 
     @guarded
@@ -106,6 +110,7 @@ class EnsembleView(LiveView):
             self._summary.object = "No ensemble yet."
             return
         self.source.data = {"k": r.gains["k"].tolist(), "metric": r.gains["metric"].tolist()}
+        self.plot.reveal()
         self._summary.object = (f"**{r.kind}** ensemble of {len(r.members)} (recipe {r.recipe}): {r.metric_name} "
                                 f"**{fmt(r.metric)}** vs {fmt(r.mean_member_metric)} for the average member "
                                 f"(improvement {fmt(r.improvement)}) on the whole {r.split} split "
@@ -119,4 +124,4 @@ class EnsembleView(LiveView):
                                 pn.widgets.IntInput.from_param(self.param.epochs, width=80), self.use_button),
                          pn.Row(pn.widgets.Select.from_param(self.param.kind, width=130),
                                 pn.widgets.IntInput.from_param(self.param.n, width=80), self.button),
-                         self._summary, pn.Row(pn.pane.Bokeh(self.fig), self._members), name="Ensembles")
+                         self._summary, pn.Row(self.plot, self._members), name="Ensembles")

@@ -13,13 +13,14 @@ import math
 import numpy as np
 import panel as pn
 import param
-from bokeh.layouts import gridplot
 from bokeh.models import BoxAnnotation, ColumnDataSource, LinearColorMapper, Span
 from bokeh.palettes import Category10_10, Viridis256
 from bokeh.plotting import figure
 
 from workbench.ui.common import LiveView, View, badge, on_document
+from workbench.ui.plots import PlotPane
 
+HINT = "Start a run (Live curves above): this plot fills as it trains."
 _STATUS = {"ok": "pass", "warn": "warn", "fail": "fail", "empty": "not run"}
 
 
@@ -44,6 +45,12 @@ def verdict_html(inst) -> str:
             "</small>")
 
 
+def _verdict_pane(view) -> pn.pane.HTML:
+    """The verdict line, wrapped inside the view's width (long verdicts ran off the page)."""
+    return pn.pane.HTML(view.param.verdict, width=460, css_classes=["wb-instrument-verdict"],
+                  styles={"overflow-wrap": "anywhere", "white-space": "normal"})
+
+
 class _InstrumentView(LiveView):
     """Shared: the instrument, the run it shows, the version read so far, the verdict line."""
 
@@ -56,6 +63,8 @@ class _InstrumentView(LiveView):
         self.inst = instrument(session, self.name_, every)
         self._version = 0
         self._run = None
+        self._layout = None
+        self.plot = None  # a PlotPane, once the layout is built
 
     def _new(self) -> list[dict]:
         """Records the instrument buffered since the last flush; a new run resets the view first."""
@@ -76,6 +85,8 @@ class _InstrumentView(LiveView):
         if recs:
             self.update(recs)
             self.verdict = verdict_html(self.inst)
+        if getattr(self, "plot", None) is not None:
+            self.plot.reveal()
 
 
 class FilterGrid(_InstrumentView):
@@ -130,54 +141,77 @@ class FilterGrid(_InstrumentView):
 
     def __panel__(self):
         self.start_updates()
-        return pn.Column("#### First-layer filters (P.4)", pn.pane.Bokeh(self.fig), self.slider, self.caption,
-                         pn.pane.HTML(self.param.verdict), name="Filters")
+        if self._layout is None:
+            self._layout = pn.Column("#### First-layer filters (P.4)", pn.pane.Bokeh(self.fig), self.slider,
+                                     self.caption, _verdict_pane(self), width=480, name="Filters")
+        return self._layout
 
 
 class WigglePlot(_InstrumentView):
-    """True-class probability of each fixed test example over steps, as small multiples, with the wiggle (II.11)."""
+    """True-class probability of each fixed test example over steps, one band per example, and the wiggle (II.11).
+
+    The k examples share one figure (example i drawn in the band [i, i + 0.9]): small multiples that
+    fit the page at any width, where a grid of k figures overflowed it.
+    """
 
     name_ = "predictions"
     wiggle = param.Number(default=math.nan)
     score_text = param.String(default="wiggle score: –")
+    BAND = 0.9  # height of one example's band: p = 1 touches the next example's floor at 0.9 + gap
 
     def __init__(self, session, every: int | None = None, **params):
         super().__init__(session, every, **params)
         self.k = int(getattr(self.inst, "k", 16))
-        self.sources = [ColumnDataSource({"step": [], "p": []}) for _ in range(self.k)]
-        figs = []
-        for i, src in enumerate(self.sources):
-            f = figure(width=120, height=90, y_range=(0, 1), toolbar_location=None, tools="", title=f"#{i}")
-            f.title.text_font_size = "7pt"
-            f.line("step", "p", source=src, color="#1565c0", line_width=1.5)
-            f.axis.visible = False
-            f.min_border = 2
-            figs.append(f)
-        self.grid = gridplot(figs, ncols=8, toolbar_location=None)
+        self.steps: list[int] = []
+        self.history: list[np.ndarray] = []
+        self.source = ColumnDataSource({"xs": [], "ys": [], "color": [], "example": []})
+        self.fig = figure(width=460, height=360, title="true-class probability per example (II.11)",
+                          x_axis_label="step", toolbar_location=None, tools="hover",
+                          tooltips=[("example", "@example")], y_range=(-0.1, self.k), css_classes=["wb-wiggle-plot"])
+        self.fig.multi_line("xs", "ys", source=self.source, line_color="color", line_width=1.5)
+        self.fig.yaxis.ticker = [i + self.BAND / 2 for i in range(self.k)]
+        self.fig.ygrid.ticker = [float(i) for i in range(self.k + 1)]
+        self.fig.yaxis.major_label_text_font_size = "7pt"
+        self._label_ticks()
         self.flush()
 
+    def _label_ticks(self) -> None:
+        labels = getattr(self.inst, "labels", None)
+        names = getattr(self.session.train, "classes", None)
+
+        def name(i):
+            if labels is None or i >= len(labels):
+                return f"#{i}"
+            v = labels[i]
+            return f"#{i} · {names[int(v)] if names and np.ndim(v) == 0 and int(v) < len(names) else v}"
+
+        self.fig.yaxis.major_label_overrides = {i + self.BAND / 2: name(i) for i in range(self.k)}
+
     def reset(self) -> None:
-        for src in self.sources:
-            src.data = {"step": [], "p": []}
+        self.steps, self.history = [], []  # the plot keeps the old run until the new one's first record
 
     def update(self, recs) -> None:
-        steps = [r["step"] for r in recs]
-        p = np.stack([np.asarray(r["p_true"], dtype=float) for r in recs])
-        for i, src in enumerate(self.sources[:p.shape[1]]):
-            src.stream({"step": steps, "p": p[:, i].tolist()}, rollover=2000)
-        for i, f in enumerate(self.grid.children):
-            fig = f[0] if isinstance(f, tuple) else f
-            labels = getattr(self.inst, "labels", None)
-            if labels is not None and i < len(labels) and hasattr(fig, "title"):
-                fig.title.text = f"#{i} · label {labels[i]}"
+        self.steps += [r["step"] for r in recs]
+        self.history += [np.asarray(r["p_true"], dtype=float) for r in recs]
+        self.steps, self.history = self.steps[-2000:], self.history[-2000:]  # a bounded plot for long runs
+        p = np.stack(self.history)
+        k = min(self.k, p.shape[1])
+        self._label_ticks()
+        self.source.data = {"xs": [self.steps] * k,
+                            "ys": [(i + self.BAND * p[:, i]).tolist() for i in range(k)],
+                            "color": [Category10_10[i % 10] for i in range(k)],
+                            "example": [f"#{i}" for i in range(k)]}
         self.wiggle = float(self.inst.wiggle(getattr(self.inst, "window", None)))
         self.score_text = f"wiggle score (mean |Δp| per update): **{self.wiggle:.4f}**"
 
     def __panel__(self):
         self.start_updates()
-        score = pn.pane.Markdown(self.param.score_text, css_classes=["wb-wiggle-score"])
-        return pn.Column("#### Predictions on a fixed test batch (II.11)", pn.pane.Bokeh(self.grid), score,
-                         pn.pane.HTML(self.param.verdict), name="Wiggle")
+        if self._layout is None:
+            score = pn.pane.Markdown(self.param.score_text, css_classes=["wb-wiggle-score"])
+            self.plot = PlotPane(self.fig, self.source, hint=HINT)
+            self._layout = pn.Column("#### Predictions on a fixed test batch (II.11)", self.plot, score,
+                                     _verdict_pane(self), width=480, name="Wiggle")
+        return self._layout
 
 
 class Histograms(_InstrumentView):
@@ -198,7 +232,7 @@ class Histograms(_InstrumentView):
         self.flush()
 
     def reset(self) -> None:
-        self.source.data = {"image": [], "x": [], "y": [], "dw": [], "dh": []}
+        pass  # the heatmap is redrawn whole from the new run's first record
 
     def update(self, recs) -> None:
         layers = list(recs[-1]["layers"])
@@ -227,10 +261,14 @@ class Histograms(_InstrumentView):
 
     def __panel__(self):
         self.start_updates()
-        return pn.Column("#### Activation and gradient histograms (P.3)",
-                         pn.Row(pn.widgets.Select.from_param(self.param.layer, width=200),
-                                pn.widgets.RadioButtonGroup.from_param(self.param.kind)),
-                         pn.pane.Bokeh(self.fig), self.flags, pn.pane.HTML(self.param.verdict), name="Histograms")
+        if self._layout is None:
+            self.plot = PlotPane(self.fig, self.source, hint=HINT)
+            self._layout = pn.Column("#### Activation and gradient histograms (P.3)",
+                                     pn.Row(pn.widgets.Select.from_param(self.param.layer, width=200),
+                                            pn.widgets.RadioButtonGroup.from_param(self.param.kind, width=160)),
+                                     self.plot, self.flags, _verdict_pane(self), width=480,
+                                     name="Histograms")
+        return self._layout
 
 
 class UpdateRatio(_InstrumentView):
@@ -252,7 +290,7 @@ class UpdateRatio(_InstrumentView):
         self.flush()
 
     def reset(self) -> None:
-        self.source.data = {"step": [], "median": [], **{n: [] for n in self.names}}
+        self._replace = True  # the new run's first records replace the old: an emptied plot has no range
 
     def update(self, recs) -> None:
         if not self.names and getattr(self.inst, "weight_names", None):
@@ -267,12 +305,19 @@ class UpdateRatio(_InstrumentView):
         data = {"step": [r["step"] for r in recs], "median": [_pos(r["median"]) for r in recs]}
         for n in self.names:
             data[n] = [_pos(r["ratios"].get(n, math.nan)) for r in recs]
-        self.source.stream(data, rollover=2000)
+        if getattr(self, "_replace", False):
+            self._replace = False
+            self.source.data = data
+        else:
+            self.source.stream(data, rollover=2000)
 
     def __panel__(self):
         self.start_updates()
-        return pn.Column("#### Update / weight ratio (P.5)", pn.pane.Bokeh(self.fig), pn.pane.HTML(self.param.verdict),
-                         name="Update ratio")
+        if self._layout is None:
+            self.plot = PlotPane(self.fig, self.source, hint=HINT)
+            self._layout = pn.Column("#### Update / weight ratio (P.5)", self.plot, _verdict_pane(self),
+                                     width=480, name="Update ratio")
+        return self._layout
 
 
 def _pos(v: float) -> float:
@@ -295,5 +340,7 @@ class InstrumentsView(View):
             v.flush()
 
     def __panel__(self):
-        return pn.Column(pn.Row(self.filters, self.wiggle), pn.Row(self.update_ratio, self.histograms),
-                         name="Instruments")
+        if getattr(self, "_layout", None) is None:  # one layout: see LiveCurves.__panel__
+            self._layout = pn.Column(pn.Row(self.filters, self.wiggle), pn.Row(self.update_ratio, self.histograms),
+                                     name="Instruments")
+        return self._layout

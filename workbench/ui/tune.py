@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import math
 import threading
+import uuid
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,7 @@ from workbench.ui.common import (
     notify_info,
     on_document,
 )
+from workbench.ui.plots import PlotPane
 
 # one colour per suggestion method; the result's own pick is drawn thicker
 METHOD_COLORS = {"middle": "#2e7d32", "valley": "#6a1b9a", "min_div_10": "#ef6c00", "steepest": "#c62828",
@@ -63,6 +65,14 @@ def lr_find_figure(result):
     return fig
 
 
+def _legend_below(fig) -> None:
+    """The legend under the plot, in one row: inside it covered the curves."""
+    legend = fig.legend[0]
+    legend.orientation, legend.label_text_font_size = "horizontal", "8pt"
+    legend.padding, legend.spacing = 2, 6
+    fig.add_layout(legend, "below")
+
+
 class TuneView(LiveView):
     """The LR range test with its suggestions marked (B.1), then a coarse or refine random search (B.2, B.3)."""
 
@@ -90,13 +100,17 @@ class TuneView(LiveView):
         self._trials_done: list[str] = []  # run ids of finished trials of the search in flight
         self._trial_live = None  # the trial run training now
         self._search_stage, self._search_total = "coarse", 1
+        # each view (one per browser session) names its own studies: two tabs on one runs folder
+        # would otherwise add their trials to one study and show each other's best trial
+        self.study_prefix = f"{session.name}-{session.model_name}-{uuid.uuid4().hex[:8]}".replace(" ", "")
+        self._layout = None
 
         # -- B.1: the sweep, its suggestions and the coarse test
         self.curve_source = ColumnDataSource({"lr": [], "loss": [], "smoothed": []})
         self.sugg_source = ColumnDataSource({"lr": [], "method": [], "label": [], "color": [], "width": [],
                                              "y": []})
         # a fixed y range set from the curve: auto-ranging would follow the exploding tail of the sweep
-        self.lr_fig = figure(width=560, height=300, x_axis_type="log", x_axis_label="learning rate (log)",
+        self.lr_fig = figure(width=540, height=330, x_axis_type="log", x_axis_label="learning rate (log)",
                              y_range=Range1d(0, 1),
                              y_axis_label="training loss", title="LR range test: loss vs LR (B.1)",
                              tools="pan,wheel_zoom,reset,hover", toolbar_location="right",
@@ -107,17 +121,17 @@ class TuneView(LiveView):
         self.lr_fig.vspan(x="lr", source=self.sugg_source, line_color="color", line_width="width",
                           line_dash="dashed")
         self.lr_fig.add_layout(LabelSet(x="lr", y="y", y_units="screen", text="label", source=self.sugg_source,
-                                        text_color="color", text_font_size="8pt", x_offset=3))
-        self.lr_fig.legend.location = "bottom_left"
-        self.lr_fig.legend.label_text_font_size = "8pt"
+                                        text_color="color", text_font_size="8pt", x_offset=3,
+                                        background_fill_color="white", background_fill_alpha=0.8))
+        _legend_below(self.lr_fig)
         self.coarse_source = ColumnDataSource({"xs": [], "ys": [], "color": [], "label": []})
-        self.coarse_fig = figure(width=380, height=300, x_axis_label="iteration", y_axis_label="loss",
+        self.coarse_fig = figure(width=380, height=330, y_range=Range1d(0, 1), x_axis_label="iteration",
+                                 y_axis_label="loss",
                                  title="coarse test: 100 iterations per LR (B.1)", tools="pan,wheel_zoom,reset",
                                  toolbar_location="right")
         self.coarse_fig.multi_line("xs", "ys", source=self.coarse_source, line_color="color", line_width=2,
                                    legend_field="label")
-        self.coarse_fig.legend.label_text_font_size = "8pt"
-        self.coarse_fig.legend.background_fill_alpha = 0.6
+        _legend_below(self.coarse_fig)
         self.lr_button = button("Run LR finder", "success", width=150,
                                            css_classes=["wb-lr-run"])
         self.lr_button.on_click(lambda e: self.run_lr_find())
@@ -143,14 +157,19 @@ class TuneView(LiveView):
         self.search_fig.x_range.range_padding = self.search_fig.y_range.range_padding = 0.15  # edge points
         self.search_fig.legend.title = "weight decay"
         self.search_fig.legend.label_text_font_size = "8pt"
+        self.search_fig.xaxis.ticker.desired_num_ticks = 4  # a narrow log range otherwise crowds its labels
+        self.search_fig.xaxis.major_label_orientation = 0.6
         self.search_button = button("Run search", "success", width=130,
                                                css_classes=["wb-search-run"])
         self.search_button.on_click(lambda e: self.run_search())
         self.progress = pn.indicators.Progress(value=0, max=100, width=200, visible=False)
         self._search_status = pn.pane.Markdown("", css_classes=["wb-search-status"], sizing_mode="stretch_width")
         self._search_table = pn.widgets.Tabulator(pd.DataFrame(), disabled=True, show_index=False, height=260,
-                                                  width=640, css_classes=["wb-search-table"], visible=False)
+                                                  width=480, css_classes=["wb-search-table"], visible=False)
         self._handles = [session.on("run_start", self._on_run_start), session.on("run_end", self._on_run_end)]
+        self._plots = (PlotPane(self.lr_fig, self.curve_source, hint="Run the LR finder: the loss vs LR shows here."),
+                       PlotPane(self.coarse_fig, self.coarse_source),
+                       PlotPane(self.search_fig, self.search_source, hint="Run a search: its trials show here."))
 
         if session.reports.get("lr_find") is not None:
             self.show_lr(session.reports["lr_find"])
@@ -196,7 +215,8 @@ class TuneView(LiveView):
             "label": [f"{k} {v:.2g}" + (" ◀" if k == result.method else "") for k, v in picks],
             "color": [METHOD_COLORS.get(k, "#555555") for k, _ in picks],
             "width": [3 if k == result.method else 1.5 for k, _ in picks],
-            "y": [12 + 16 * i for i in range(len(picks))]}  # staggered: close suggestions stay readable
+            # staggered from the top down, where the curve has left the plot: close suggestions stay readable
+            "y": [self.lr_fig.height - 80 - 15 * i for i in range(len(picks))]}
         self._show_coarse(result)
         self.method = result.method if result.method in self.param.method.objects else self.method
         self._update_use_button()
@@ -236,6 +256,12 @@ class TuneView(LiveView):
             data["color"].append(PALETTE[i % len(PALETTE)])
             data["label"].append(f"{lr:g} " + ("✓ falls" if falls.get(lr) else "✗ does not fall"))
         self.coarse_source.data = data
+        # one exploding LR would squash the others into a line at the bottom: clip above the start losses
+        starts = [ys[0] for ys in data["ys"] if ys and math.isfinite(ys[0])]
+        if starts:
+            r = self.coarse_fig.y_range
+            r.start = r.reset_start = 0.0
+            r.end = r.reset_end = 1.5 * max(starts)
         cols = [c for c in ("lr", "start_loss", "end_loss", "ratio", "falls", "iterations", "recipe") if c in summary]
         self._coarse_table.value, self._coarse_table.visible = summary[cols], True
 
@@ -287,7 +313,8 @@ class TuneView(LiveView):
     def run_search(self, **options):
         """A coarse or refine random search in a background thread (``options`` go to ``session.search``)."""
         self._check_idle()
-        opts = {"trials": self.trials, "epochs": self.epochs, "stage": self.stage, **options}
+        opts = {"trials": self.trials, "epochs": self.epochs, "stage": self.stage,
+                "study_name": f"{self.study_prefix}-{options.get('stage', self.stage)}", **options}
         with self._lock:
             self._trials_done = []
         self._trial_live, self._search_total = None, int(opts["trials"])
@@ -330,6 +357,8 @@ class TuneView(LiveView):
 
     # -- the periodic flush (document thread) ------------------------------------------------------
     def flush(self) -> None:
+        for plot in self._plots:
+            plot.reveal()
         lr_outcome = self._lr_work.take() if self.finding else None
         if lr_outcome is not None:
             kind, value = lr_outcome
@@ -391,6 +420,11 @@ class TuneView(LiveView):
 
     def __panel__(self):
         self.start_updates()
+        if self._layout is None:  # one layout per view (see LiveCurves.__panel__)
+            self._layout = self._build_layout()
+        return self._layout
+
+    def _build_layout(self):
         lr_controls = pn.Row(
             pn.widgets.FloatInput.from_param(self.param.lr_start, name="start LR", width=100),
             pn.widgets.FloatInput.from_param(self.param.lr_end, name="end LR", width=100),
@@ -404,13 +438,13 @@ class TuneView(LiveView):
             css_classes=["wb-search-controls"])
         return pn.Column(
             "### LR range test (B.1)", lr_controls, self._lr_message,
-            pn.Row(pn.pane.Bokeh(self.lr_fig), pn.pane.Bokeh(self.coarse_fig)), use,
+            pn.Row(*self._plots[:2]), use,
             pn.Row(self._lr_table, pn.Column(pn.pane.Markdown("**Coarse test** (B.1): does the loss fall within "
                                                               "100 iterations?"), self._coarse_table)),
             "### Random search: coarse (B.2), then refine (B.3)",
             pn.pane.Markdown("Random, not grid: log-LR around the finder's pick and weight decay in {1e-4, 1e-5, 0}. "
                              "Every trial is an ordinary run in the runs table."),
-            search_controls, self._search_status, pn.Row(pn.pane.Bokeh(self.search_fig), self._search_table),
+            search_controls, self._search_status, pn.Row(self._plots[2], self._search_table),
             name="Tune")
 
 
@@ -460,6 +494,9 @@ class DiagnosisView(LiveView):
         self._metrics_table = pn.widgets.Tabulator(pd.DataFrame(), disabled=True, show_index=False, height=230,
                                                    width=440)
         self._handles = [session.on("run_end", self._on_run_change), session.on("run_start", self._on_run_change)]
+        self._plots = (PlotPane(self.loss_fig, self.epoch_source, self.step_source,
+                                hint="Diagnose a run: its curves show here."),
+                       PlotPane(self.acc_fig, self.epoch_source))
         self.refresh_runs()
         self.show()
 
@@ -574,12 +611,19 @@ class DiagnosisView(LiveView):
         return c
 
     def flush(self) -> None:
+        for plot in self._plots:
+            plot.reveal()
         if self._dirty:
             self._dirty = False
             self.refresh_runs()
 
     def __panel__(self):
         self.start_updates()
+        if getattr(self, "_layout", None) is None:  # one layout per view (see LiveCurves.__panel__)
+            self._layout = self._build_layout()
+        return self._layout
+
+    def _build_layout(self):
         pick = pn.Row(pn.widgets.Select.from_param(self.param.run_id, name="run", width=420), self.diagnose_button,
                       css_classes=["wb-diagnosis-controls"])
         comp = pn.Row(pn.widgets.Select.from_param(self.param.run_a, name="run a (before)", width=330),
@@ -587,7 +631,7 @@ class DiagnosisView(LiveView):
                       self.compare_button)
         return pn.Column(
             "### What the curves say (B.4)", pick, self._cards,
-            pn.Row(pn.pane.Bokeh(self.loss_fig), pn.pane.Bokeh(self.acc_fig)),
+            pn.Row(*self._plots),
             "### One thing at a time: compare two runs (III.M3)", comp, self._compare_message,
-            pn.Row(pn.pane.Markdown("**config diff**"), self._config_table, pn.pane.Markdown("**metrics (b - a)**"),
-                   self._metrics_table), name="Diagnosis")
+            pn.Row(pn.Column(pn.pane.Markdown("**config diff**"), self._config_table),
+                   pn.Column(pn.pane.Markdown("**metrics (b - a)**"), self._metrics_table)), name="Diagnosis")

@@ -50,6 +50,8 @@ STEPS = (
     Step("instruments", "III", "Instruments: filters, wiggle, histograms, update ratio",
          "P.3-P.5, II.11, III.R11", ("workbench.instruments",), ("LiveCurves", "InstrumentsView")),
     Step("diagnose", "III", "Diagnosis of the curves", "B.4", ("workbench.tune.diagnose",), ("DiagnosisView",)),
+    Step("runs", "III", "Runs side by side, the search's trials", "B.2-B.6, III.M3", (), ("RunsView",)),
+    Step("interpret", "III", "Confusion matrix and top losses", "B.4, I.2", (), ("InterpretView",)),
     Step("ensembles", "IV", "Ensembles, EMA, distillation", "IV.1-IV.5", ("workbench.ensemble",),
          ("EnsembleView",)),
     Step("export", "·", "Export the report", "", (), ("ExportView",)),
@@ -62,7 +64,8 @@ VIEW_MODULES = {"DataBrowser": "workbench.ui.data_browser", "AuditView": "workbe
                 "BatchViewer": "workbench.ui.batch", "ChecksPanel": "workbench.ui.checks_panel",
                 "TuneView": "workbench.ui.tune", "LiveCurves": "workbench.ui.curves",
                 "InstrumentsView": "workbench.ui.instruments", "DiagnosisView": "workbench.ui.tune",
-                "EnsembleView": "workbench.ui.ensembles", "ExportView": "workbench.ui.export"}
+                "EnsembleView": "workbench.ui.ensembles", "ExportView": "workbench.ui.export",
+                "RunsView": "workbench.ui.runs_view", "InterpretView": "workbench.ui.interpret"}
 
 
 def available_steps() -> list[Step]:
