@@ -279,7 +279,11 @@ def book_key(session, samples: int = 16) -> str:
         n = len(ds)
         h.update(f"{split}:{n}".encode())
         for i in sorted({int(i) for i in np.linspace(0, n - 1, num=min(samples, n))}):
-            x, y = ds[i][:2]
+            try:
+                x, y = ds[i][:2]
+            except Exception:  # noqa: BLE001 - a file damaged on disk: the book is still this data's
+                h.update(f"unreadable:{i}".encode())
+                continue
             for t in (x, y):
                 h.update(np.ascontiguousarray(torch.as_tensor(t).detach().cpu().numpy()).tobytes())
     slug = "".join(c if c.isalnum() or c in "-_" else "-" for c in str(session.name))[:40] or "data"

@@ -288,7 +288,7 @@ def folder_server(tmp_path, chromium_path):
     """``workbench serve script.py`` on a folder with a truncated PNG, a duplicate pair and a train/test leak."""
     from tests.ui.folders import digits_folder
 
-    paths = digits_folder(tmp_path / "images")
+    paths = digits_folder(tmp_path / "images", damaged=False)  # truncated once the page's session exists
     script = tmp_path / "my_images.py"
     script.write_text(SCRIPT.format(train=str(paths["train"]), test=str(paths["test"]), runs=str(tmp_path / "runs")))
     port = _free_port()
@@ -306,7 +306,7 @@ def folder_server(tmp_path, chromium_path):
             break
         except OSError:
             time.sleep(0.3)
-    yield f"http://127.0.0.1:{port}/"
+    yield f"http://127.0.0.1:{port}/", paths["damage"]
     proc.terminate()
     proc.wait(10)
     log.close()
@@ -316,8 +316,10 @@ def test_a_folder_of_my_images_shows_its_findings_and_the_failed_runs_reason(bro
     ctx = browser.new_context(viewport={"width": 1600, "height": 1000})
     page = ctx.new_page()
     watch = Watch(page)
-    page.goto(folder_server, timeout=120_000)
+    url, damage = folder_server
+    page.goto(url, timeout=120_000)
     page.wait_for_selector(".wb-step-browse", timeout=120_000)
+    damage()  # a file of the folder goes bad on disk while the app runs
     open_step(page, "audit", watch=watch)
     page.locator(".wb-audit-run button").first.click()
     summary = page.locator(".wb-audit-summary").first

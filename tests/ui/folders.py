@@ -3,6 +3,11 @@
 ``train/<class>/*.png`` and ``test/<class>/*.png`` (digits 0-2 scaled to 16x16), plus on request: a
 truncated PNG in train, an exact duplicate pair in train, and a train image copied into test (a leak).
 Used by the view tests and by the browser walk on "a folder of their own images".
+
+``image_folder`` decodes every file when it is read and refuses an unreadable one by name (tested in
+tests/data/test_hostile_files.py). To exercise what the views do with a file that goes bad later
+(a crossed tile, a run that fails naming the file), ``damaged=False`` writes the PNG whole and
+returns ``damage()``, which truncates it once the session exists: a file changed on disk.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ def _png(a: np.ndarray, path: Path) -> None:
     img.save(path, "PNG")
 
 
-def digits_folder(root, per_class: int = 24, test_per_class: int = 8, defects: bool = True) -> dict:
+def digits_folder(root, per_class: int = 24, test_per_class: int = 8, defects: bool = True,
+                  damaged: bool = True) -> dict:
     """Write the folders; returns paths and the planted defects (``truncated``, ``duplicate``, ``leak``)."""
     import workbench as wb
 
@@ -38,7 +44,9 @@ def digits_folder(root, per_class: int = 24, test_per_class: int = 8, defects: b
     if defects:
         first = sorted((out["train"] / "zero").glob("*.png"))
         bad = out["train"] / "one" / "truncated.png"
-        bad.write_bytes(first[1].read_bytes()[:60])  # the header survives, the pixels do not
+        whole = first[1].read_bytes()
+        bad.write_bytes(whole[:60] if damaged else whole)  # the header survives, the pixels do not
+        out["damage"] = lambda: bad.write_bytes(whole[:60])
         dup = out["train"] / "two" / "copy_of_zero.png"  # the same pixels twice, one labelled wrongly
         dup.write_bytes(first[2].read_bytes())
         leak = out["test"] / "zero" / "leaked.png"
@@ -53,8 +61,10 @@ def folder_session(root, runs):
 
     import workbench as wb
 
-    paths = digits_folder(root)
+    paths = digits_folder(root, damaged=False)
     train = wb.datasets.image_folder(paths["train"], size=16, normalize=False)
     test = wb.datasets.image_folder(paths["test"], size=16, normalize=False)
     model = partial(wb.models.tiny_cnn, num_classes=len(CLASSES), in_channels=3)
-    return wb.Session(model, train, test, seed=0, root=runs, name="my images"), paths
+    session = wb.Session(model, train, test, seed=0, root=runs, name="my images")
+    paths["damage"]()  # the file goes bad after it was read: the views meet it later
+    return session, paths

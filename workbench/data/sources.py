@@ -182,8 +182,8 @@ def _image_files_source(ds, name) -> SplitSource:
     """A ``workbench.datasets`` image-folder split (or a data view of one), read from its files."""
     files = [p for p, _ in ds.samples]
     labels = [int(c) for _, c in ds.samples]
-    return files_source(name, ds.root, files, labels, ds.classes, getattr(ds, "stamps", None),
-                        getattr(ds, "skipped", ()))
+    # stamps taken now, not at loading: a file changed on disk since then is read again, not served from the cache
+    return files_source(name, ds.root, files, labels, ds.classes, None, getattr(ds, "skipped", ()))
 
 
 # ------------------------------------------------------------------------------------ helpers

@@ -14,10 +14,20 @@ import math
 import numpy as np
 import panel as pn
 import param
-from bokeh.models import ColumnDataSource, Span
+from bokeh.models import ColumnDataSource, Label, Span
 from bokeh.plotting import figure
 
-from workbench.ui.common import LiveView, button, fmt, guarded, notify_error, notify_info, on_document
+from workbench.ui.common import (
+    LiveView,
+    button,
+    fmt,
+    guarded,
+    human_baseline_label,
+    human_baseline_of,
+    notify_error,
+    notify_info,
+    on_document,
+)
 from workbench.ui.plots import PlotPane
 
 STEP_ROLLOVER = 4000  # step points kept on the loss plot (P.1: the trend, not every iteration)
@@ -125,6 +135,10 @@ class LiveCurves(LiveView):
         self.human_span = Span(location=0, dimension="width", line_color="#2e7d32", line_dash="dashed",
                                line_width=2, visible=False)
         fig.add_layout(self.human_span)
+        # the dashed line says what it is: "human 90% (n=20)" (II.6)
+        self.human_label = Label(x=0, y=0, x_units="screen", text="", text_font_size="8pt", text_color="#2e7d32",
+                                 visible=False, x_offset=4, y_offset=2)
+        fig.add_layout(self.human_label)
         fig.legend.location = "bottom_right"
         fig.legend.label_text_font_size = "8pt"
         return fig
@@ -204,10 +218,13 @@ class LiveCurves(LiveView):
             source.stream(data, rollover=rollover)
 
     def _update_human_baseline(self) -> None:
-        hb = getattr(self.session, "human_baseline", None)
+        done = human_baseline_of(self.session)
+        hb = None if done is None else float(done["accuracy"])
         if hb is not None and (not self.human_span.visible or self.human_span.location != hb):
-            self.human_span.location = float(hb)
+            self.human_span.location = hb
             self.human_span.visible = True
+            self.human_label.y, self.human_label.text = hb, human_baseline_label(done)
+            self.human_label.visible = True
 
     def _update_status(self) -> None:
         run = self.run

@@ -21,7 +21,6 @@ from workbench.ui.common import LiveView, View, badge, on_document
 from workbench.ui.plots import PlotPane
 
 HINT = "Start a run (Live curves above): this plot fills as it trains."
-_STATUS = {"ok": "pass", "warn": "warn", "fail": "fail", "empty": "not run"}
 
 
 def instrument(session, name: str, every: int | None = None):
@@ -40,7 +39,9 @@ def instrument(session, name: str, every: int | None = None):
 
 def verdict_html(inst) -> str:
     s = inst.summary()
-    return (f"{badge(_STATUS.get(s.get('status'), 'not run'), s.get('status', ''))} "
+    # one verdict vocabulary (workbench/verdict.py): an instrument with nothing measured yet is "skip"
+    status = s.get("status", "skip")
+    return (f"{badge(status, 'not measured' if status == 'skip' else status)} "
             f"{html.escape(str(s.get('verdict', '')))} <small>(recipe {html.escape(str(s.get('recipe', '')))})"
             "</small>")
 

@@ -38,7 +38,6 @@ from workbench.ui.plots import PlotPane
 METHOD_COLORS = {"middle": "#2e7d32", "valley": "#6a1b9a", "min_div_10": "#ef6c00", "steepest": "#c62828",
                  "coarse": "#1565c0"}
 PALETTE = ("#1565c0", "#ef6c00", "#2e7d32", "#6a1b9a", "#c62828", "#00838f", "#5d4037", "#9e9d24")
-SEVERITY_BADGE = {"error": ("fail", "error"), "warn": ("warn", "warn"), "info": ("skip", "info")}
 SEARCH_COLUMNS = ("trial", "run_id", "lr", "weight_decay", "epochs", "value", "state", "status", "train_metric",
                   "val_loss", "duration_s")
 
@@ -562,7 +561,7 @@ class DiagnosisView(LiveView):
 
     @staticmethod
     def _card(f):
-        status, text = SEVERITY_BADGE.get(f.severity, ("skip", f.severity))
+        status, text = f.status, f.status  # findings are Verdicts: one status vocabulary
         evidence = ", ".join(f"{html.escape(str(k))}={html.escape(fmt(v))}" for k, v in (f.evidence or {}).items())
         return pn.pane.HTML(
             f"<div class='wb-finding wb-finding-{html.escape(f.name.replace(':', '-'))}' style='border-left:4px solid "
