@@ -58,7 +58,7 @@ def test_findings_are_verdicts_with_the_older_severity_readable(mlp_session):
     back = Finding.from_dict(f.to_dict())
     assert back == f and back.advice == "decay the LR"
 
-    bad = mlp_session.fit(epochs=1, lr=50.0, optimizer="sgd")  # diverges
+    bad = mlp_session.fit(epochs=1, lr=9.0, optimizer="sgd")  # diverges
     d = diagnose(mlp_session, bad)
     frame = d.to_frame()
     assert "status" in frame.columns and "severity" not in frame.columns

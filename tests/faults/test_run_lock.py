@@ -20,8 +20,9 @@ CHILD = textwrap.dedent("""
     train, test = wb.datasets.digits()
     s = wb.Session(wb.models.linear, train, test, seed=0, root=sys.argv[1])
     s.on("run_start", lambda ev: print("run", ev.run.id, flush=True))
-    s.on("step_end", lambda ev: (print("step", ev.step, flush=True), time.sleep(0.05)))
-    s.fit(epochs=500)
+    s.on("step_end", lambda ev: time.sleep(0.05))
+    s.on("steps_logged", lambda ev: print("step", ev.records[-1]["step"], flush=True))  # on disk
+    s.fit(epochs=500, log_every=1)  # every step's record written as it ends: the owner's file grows
 """)
 
 
