@@ -36,7 +36,12 @@ class Session:
                  num_classes: int | None = None, loss: Callable | None = None,
                  regularizer: Callable[[nn.Module], torch.Tensor] | None = None, reg_strength: float = 0.0,
                  seed: int = 0, device: str = "auto", root="runs", batch_size: int = 64, name: str | None = None,
-                 num_workers: int = 0, deterministic: bool = False):
+                 num_workers: int = 0, deterministic: bool = False, output=None, forward_kwargs=None,
+                 time_first: bool = False):
+        from workbench.adapt import adapter
+
+        # a model returning (logits, loss) / a dict, needing keyword inputs, or time-first (see workbench.adapt)
+        self._adapt = adapter(output, forward_kwargs, time_first)
         self.seed = int(seed)
         self.deterministic = bool(deterministic)
         self.num_workers = int(num_workers)
@@ -142,7 +147,7 @@ class Session:
                 model = copy.deepcopy(self._template)
             else:
                 model = self._build(width, **kwargs)
-            model = model.to(self.device)
+            model = self._adapt(model).to(self.device)
             self._probe(model)
             for hook in self.init_hooks.values():  # e.g. the output bias set by apply_bias_init (II.5)
                 with torch.no_grad():
@@ -200,7 +205,10 @@ class Session:
         finally:
             model.train(was_training)
         if not isinstance(out, torch.Tensor):
-            raise ModelError(f"the model returned {type(out).__name__}; it must return a tensor")
+            from workbench.adapt import describe, suggest
+
+            raise ModelError(f"the model returned {describe(out)}; it must return a tensor: "
+                             f"pass {suggest(out)} to say which part is the prediction")
         if hasattr(self, "task"):
             self.task.check_output(out, y.to(self.device))
 
