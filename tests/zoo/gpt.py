@@ -4,7 +4,7 @@ Causal self-attention with a registered ``bias`` mask, weight tying, an output h
 ``forward(idx, targets=None) -> (logits, loss)``. Bugs, each the way people make it:
 - ``no_mask``: the causal mask is never applied (the line was commented out while debugging);
 - ``mask_off_by_one``: ``torch.tril(..., diagonal=1)`` lets every position see the next one;
-- ``heads_view``: heads split with ``view(B, nh, T, hs)`` instead of ``view(B, T, nh, hs).transpose(1, 2)``;
+- ``heads_view``: heads split with ``reshape(B, nh, T, hs)`` instead of ``view(B, T, nh, hs).transpose(1, 2)``;
 - ``softmax_dim``: the attention softmax taken over the queries (``dim=-2``) instead of the keys.
 """
 
@@ -49,9 +49,9 @@ class CausalSelfAttention(nn.Module):
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         if self.bug == "heads_view":
-            k = k.view(B, self.n_head, T, C // self.n_head)
-            q = q.view(B, self.n_head, T, C // self.n_head)
-            v = v.view(B, self.n_head, T, C // self.n_head)
+            k = k.reshape(B, self.n_head, T, C // self.n_head)
+            q = q.reshape(B, self.n_head, T, C // self.n_head)
+            v = v.reshape(B, self.n_head, T, C // self.n_head)
         else:
             k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
             q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)

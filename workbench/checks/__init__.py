@@ -19,7 +19,7 @@ from workbench.checks.base import REGISTRY, CheckResult, preserved, register
 from workbench.errors import WorkbenchError
 
 _MODULES = ("architecture", "data_pipeline", "init_loss", "bias_init", "determinism", "regularization",
-            "dependency", "gradcheck", "overfit", "baselines", "capacity")
+            "dependency", "gradient_flow", "gradcheck", "overfit", "baselines", "capacity")
 
 THREADS = 1  # torch threads while a check runs on CPU (None: leave torch's setting)
 

@@ -164,10 +164,11 @@ def batches(session, split: str = "train", batch_size: int | None = None, seed: 
 
 
 def train_steps(session, model: nn.Module, stream, steps: int, lr: float = 1e-3, reg: bool = False,
-                record: bool = True) -> list[float]:
+                record: bool = True, stop: Callable[[int, list[float]], bool] | None = None) -> list[float]:
     """Adam on ``steps`` batches from ``stream`` (an iterator, or a fixed (x, y) pair); the data losses.
 
-    Regularization stays off unless ``reg`` (recipe II.2, L.3); stops early on a NaN/inf loss.
+    Regularization stays off unless ``reg`` (recipe II.2, L.3); stops early on a NaN/inf loss, and when
+    ``stop(step, losses)`` says the verdict is already clear (``steps`` is then only the budget's cap).
     """
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
@@ -183,7 +184,51 @@ def train_steps(session, model: nn.Module, stream, steps: int, lr: float = 1e-3,
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
+        if stop is not None and stop(len(losses), losses):
+            break
     return losses
+
+
+def smoothed(losses: list[float], n: int = 20) -> float:
+    """The mean of the last ``n`` losses (batch noise averaged out)."""
+    tail = losses[-n:]
+    return sum(tail) / max(len(tail), 1)
+
+
+def plateaued(losses: list[float], n: int = 20, rel: float = 0.01) -> bool:
+    """True when the mean of the last ``n`` losses is within ``rel`` of the ``n`` before (no more progress)."""
+    if len(losses) < 2 * n:
+        return False
+    now, before = smoothed(losses, n), sum(losses[-2 * n:-n]) / n
+    return before - now < rel * abs(before)
+
+
+def zero_weight_layers(model: nn.Module) -> list[str]:
+    """Weight tensors (matrices, kernels) that are all zero: a zero-initialised head blocks every gradient
+    upstream of it (torchvision's ViT, many fine-tuning recipes)."""
+    return [n for n, p in model.named_parameters() if p.dim() >= 2 and p.requires_grad and not bool(p.detach().any())]
+
+
+@torch.no_grad()
+def perturb_zero_layers(model: nn.Module, seed: int, scale: float = 0.1) -> list[str]:
+    """Give every all-zero weight tensor small random values (std ``scale``/sqrt(fan_in), drawn from a local
+    generator); returns their names. Used by checks that need gradients to flow through a zero head."""
+    names = zero_weight_layers(model)
+    params = dict(model.named_parameters())
+    g = torch.Generator().manual_seed(int(seed))
+    for n in names:
+        p = params[n]
+        fan_in = max(p[0].numel(), 1)
+        p.copy_((torch.randn(p.shape, generator=g) * scale / fan_in ** 0.5).to(p.device, p.dtype))
+    return names
+
+
+def eval_subset(n_total: int, limit: int | None, default: int = 1024) -> int | None:
+    """How many held-out examples a budgeted check evaluates: ``limit`` when given, else all of them up to
+    ``default`` (the first ones; a verdict on more than ~1000 examples does not change)."""
+    if limit is not None:
+        return int(limit)
+    return None if n_total <= default else default
 
 
 @torch.no_grad()
