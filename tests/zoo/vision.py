@@ -99,7 +99,7 @@ class SmallResNet(nn.Module):
         return self.out(self.fc(x))
 
 
-def resnet(num_classes=10, width=8, bug=""):
+def resnet(num_classes=10, width=4, bug=""):
     return SmallResNet(num_classes, width, bug=bug)
 
 

@@ -321,3 +321,11 @@ def fmt(v) -> str:
     if isinstance(v, dict):
         return ", ".join(f"{k} {fmt(x)}" for k, x in list(v.items())[:3])
     return str(v)
+
+
+def frozen_skip(name: str, model: nn.Module):
+    """A ``skip`` verdict for a check that trains, when no parameter of ``model`` requires grad; else None."""
+    if any(p.requires_grad for p in model.parameters()):
+        return None
+    return result(name, "skip", "no parameter of the model requires grad, so nothing can train: see gradient_flow; "
+                  "set requires_grad=True on the layers to train")
