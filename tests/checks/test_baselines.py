@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -35,3 +37,27 @@ def test_shuffled_labels_fail_generalization(make_session, digits):
     r = s.check("generalization", steps=80)
     assert r.status == "fail" and r.measured["val_accuracy"] < 0.2
     assert r.measured["val_loss"] > 0.9 * r.measured["constant_loss"]
+
+
+def standardising_mlp(num_classes=10):
+    """Standardises each image (no epsilon: real images are never constant), so an all-zero image gives NaN."""
+
+    class Std(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, num_classes))
+
+        def forward(self, x):
+            x = x.flatten(1)
+            return self.net((x - x.mean(1, keepdim=True)) / x.std(1, keepdim=True))
+
+    return Std()
+
+
+def test_a_model_that_cannot_take_zeros_gets_the_mean_input(make_session):
+    s = make_session(standardising_mlp)
+    r = s.check("input_independent")
+    assert r.status == "pass" and r.details["constant_input"] == "mean training input"
+    assert math.isfinite(r.measured["loss_zeros"]) and "mean training input" in r.message
+    g = s.check("generalization")
+    assert g.status == "pass" and g.measured["val_accuracy"] > 0.8

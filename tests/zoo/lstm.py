@@ -31,7 +31,8 @@ class RNNModel(nn.Module):
         self.ntoken = ntoken
         self.drop = nn.Dropout(dropout)
         self.encoder = nn.Embedding(ntoken, ninp)
-        self.rnn = getattr(nn, rnn_type)(ninp, nhid, nlayers, dropout=dropout, bidirectional=bug == "bidirectional")
+        self.rnn = getattr(nn, rnn_type)(ninp, nhid, nlayers, dropout=dropout if nlayers > 1 else 0.0,
+                                         bidirectional=bug == "bidirectional")
         self.decoder = nn.Linear(nhid * (2 if bug == "bidirectional" else 1), ntoken)
         if tie_weights:
             self.decoder.weight = self.encoder.weight

@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from workbench.checks.base import batches, perturb_zero_layers, register, result, split_tensors, train_steps
+from workbench.checks.base import (batches, perturb_zero_layers, register, result, split_tensors, train_steps,
+                                   zero_weight_layers)
 
 NAME = "gradient_check"
 EPS = 1e-8
@@ -205,6 +206,18 @@ def _phase(session, model, x, y, reg_strength, seed, coords, h, tiny, gen) -> di
     return {"tensors": rows, "tiny_gradient_tensors": small, "rescaled": rescaled, "loss": loss}
 
 
+def _blocked(session, model, x, y) -> bool:
+    """True when an all-zero weight leaves other tensors with an all-zero gradient (a zero-initialised head)."""
+    if not zero_weight_layers(model):
+        return False
+    model.zero_grad(set_to_none=True)
+    with torch.random.fork_rng(devices=[]):
+        session.data_loss(model(x), y).backward()
+    zero = [p for p in model.parameters() if p.requires_grad and (p.grad is None or not bool(p.grad.any()))]
+    model.zero_grad(set_to_none=True)
+    return bool(zero)
+
+
 @register(NAME, "II.G", order=90)
 def check(session, *, examples: int = 3, coords: int = 10, h: float = 1e-5, warmup_steps: int = 0,
           reg_strength: float = 1e-2, tiny: float = 1e-10, lr: float = 1e-3, max_coords: int = 256):
@@ -217,7 +230,7 @@ def check(session, *, examples: int = 3, coords: int = 10, h: float = 1e-5, warm
     x, y = split_tensors(session, "train", examples)
     base = session.new_model()
     # a zero-initialised weight (a ViT head) zeroes every gradient upstream and would hide a wrong backward
-    perturbed = perturb_zero_layers(base, session.seed)
+    perturbed = perturb_zero_layers(base, session.seed) if _blocked(session, base, x, y) else []
     phases = [("data", base, 0.0)]
     if session.regularizer is not None or session.reg_strength > 0:
         phases.append(("data+reg", base, session.reg_strength or reg_strength))
