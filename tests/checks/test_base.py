@@ -15,7 +15,7 @@ from workbench.errors import WorkbenchError
 
 API_NAMES = {"init_loss", "bias_init", "input_independent", "overfit_batch", "generalization", "capacity",
              "batch_dependency", "causality", "gradient_check", "regularization", "determinism", "architecture",
-             "data_pipeline"}
+             "data_pipeline", "gradient_flow"}
 
 
 def test_every_check_of_the_issue_is_registered_with_a_recipe_step():

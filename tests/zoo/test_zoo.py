@@ -15,7 +15,8 @@ from workbench.checks import cli
 
 def _check_cli(name, tmp_path, capsys):
     script = tmp_path / f"{name}.py"
-    script.write_text(f"from tests.zoo.zoo import session as make\nsession = make({name!r}, {str(tmp_path / 'runs')!r})\n")
+    root = str(tmp_path / "runs")
+    script.write_text(f"from tests.zoo.zoo import session as make\nsession = make({name!r}, {root!r})\n")
     code = cli.main(argparse.Namespace(script=str(script), json=True, only=None, root=None))
     return code, {v["name"]: v for v in json.loads(capsys.readouterr().out)}
 

@@ -11,7 +11,7 @@ import workbench as wb
 from tests.zoo import data, gpt, lstm, other, vision
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _data(kind):
     if kind == "chars":
         train, test, _ = data.chars()

@@ -16,8 +16,18 @@ import math
 import torch
 import torch.nn.functional as F
 
-from workbench.checks.base import (batches, eval_subset, evaluate_on, frozen_skip, plateaued, register, result,
-                                   smoothed, split_tensors, train_steps)
+from workbench.checks.base import (
+    batches,
+    eval_subset,
+    evaluate_on,
+    frozen_skip,
+    plateaued,
+    register,
+    result,
+    smoothed,
+    split_tensors,
+    train_steps,
+)
 
 II7, GEN = "input_independent", "generalization"
 
@@ -59,10 +69,10 @@ def input_independent(session, *, steps: int = 150, lr: float = 3e-3, margin: fl
         session.seed_everything()
         model = session.new_model()
         if kind == "zeros":
-            stop = (lambda step, losses: step >= 40 and plateaued(losses))
+            stop = (lambda step, losses: step >= 20 and plateaued(losses, 10))
         else:  # the verdict is clear once real inputs train far below the zero-input level
-            level = smoothed(runs["zeros"]["losses"])
-            stop = (lambda step, losses, level=level: step >= 40 and smoothed(losses) < level * (1 - 3 * margin))
+            level = smoothed(runs["zeros"]["losses"], 10)
+            stop = (lambda step, losses, level=level: step >= 20 and smoothed(losses, 10) < level * (1 - 3 * margin))
         losses = train_steps(session, model, batches(session, transform=const if kind == "zeros" else None), steps,
                              lr=lr, stop=stop if stop_early else None)
         ev = evaluate_on(session, model, const(xe) if kind == "zeros" else xe, ye)
@@ -126,8 +136,8 @@ def generalization(session, *, steps: int = 300, lr: float = 3e-3, margin: float
     if skip is not None:
         return skip
     target = base["loss"] * (1 - 4 * margin)
-    losses = train_steps(session, model, batches(session), steps, lr=lr,
-                         stop=(lambda step, losses: step >= 40 and smoothed(losses) < target) if stop_early else None)
+    stop = (lambda step, losses: step >= 20 and smoothed(losses, 10) < target) if stop_early else None
+    losses = train_steps(session, model, batches(session), steps, lr=lr, stop=stop)
     ev = evaluate_on(session, model, xe, ye)
     higher = session.task.higher_is_better
     n = max(ev["n"], 1)

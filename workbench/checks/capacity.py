@@ -81,8 +81,10 @@ def _gain(narrow, wide):
 def _verdict(session, rows, gains, widths, margin, init_loss):
     narrow, wide = rows[0], rows[1]
     gain = sum(gains) / len(gains)
-    spread = max(abs(rows[0]["train_loss"] - rows[2]["train_loss"]), abs(rows[1]["train_loss"] - rows[3]["train_loss"])) \
-        / max(abs(narrow["train_loss"]), 1e-12) if len(rows) == 4 else 0.0
+    spread = 0.0
+    if len(rows) == 4:  # the larger of the two widths' seed-to-seed differences, relative to the narrow loss
+        spread = max(abs(rows[0]["train_loss"] - rows[2]["train_loss"]),
+                     abs(rows[1]["train_loss"] - rows[3]["train_loss"])) / max(abs(narrow["train_loss"]), 1e-12)
     measured = {"train_loss_narrow": narrow["train_loss"], "train_loss_wide": wide["train_loss"],
                 "params_narrow": narrow["params"], "params_wide": wide["params"], "widths": list(widths),
                 "relative_gain": gain, "seed_spread": spread, "seeds": len(gains)}
@@ -104,8 +106,8 @@ def _verdict(session, rows, gains, widths, margin, init_loss):
                       measured=measured, expected=expected, details=details)
     if abs(gain) <= spread:
         return result(NAME, "skip", f"the widths differ by {gain:+.0%} in training loss ({pair}), within the "
-                      f"{spread:.0%} the same width varies between seeds: too close to tell in this budget; give capacity "
-                      "more steps (steps=) to decide.", measured=measured,
+                      f"{spread:.0%} the same width varies between seeds: too close to tell in this budget; give "
+                      "capacity more steps (steps=) to decide.", measured=measured,
                       expected=expected, details=details)
     status = "warn" if gain > -margin - spread else "fail"
     return result(NAME, status, f"the wider model (width {widths[-1]}, {wide['params']} parameters) does not train "

@@ -142,7 +142,8 @@ def batch_dependency(session, *, examples: int = 8, mode: str = "auto", tol: flo
     if len(self_zero) == n:
         return result(BATCH, "fail", "the outputs do not depend on any input (all input gradients are zero, and no "
                       "all-zero weight explains it): the model ignores its input — a detached graph, or every output "
-                      "read from a position that never sees the input (e.g. attention across the batch, not the tokens)",
+                      "read from a position that never sees the input (e.g. attention across the batch, not the "
+                      "tokens)",
                       measured=measured, expected=expected, details=details)
     note = " (eval mode: batch norm uses running statistics)" if mode == "eval" and has_bn else ""
     return result(BATCH, "pass", f"each of {n} outputs depends only on its own example{note}." + _zero_note(perturbed),

@@ -28,8 +28,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from workbench.checks.base import (batches, perturb_zero_layers, register, result, split_tensors, train_steps,
-                                   zero_weight_layers)
+from workbench.checks.base import (
+    batches,
+    perturb_zero_layers,
+    register,
+    result,
+    split_tensors,
+    train_steps,
+    zero_weight_layers,
+)
 
 NAME = "gradient_check"
 EPS = 1e-8
@@ -224,8 +231,8 @@ def check(session, *, examples: int = 3, coords: int = 10, h: float = 1e-5, warm
     """Compare analytic and numerical gradients on ``examples`` training examples (2-3 make kinks rare, G.P2)
     at ``coords`` coordinates of every parameter tensor (fewer, at least 2, when the tensors times ``coords``
     exceed ``max_coords``: the cost is two forward passes per coordinate), step ``h``. A weight tensor that
-    starts all zero is first given small random values (it would zero every gradient upstream of it). Phases: data loss; data + regularizer
-    (the session's strength, else ``reg_strength``, when the session has a regularizer or a strength);
+    starts all zero and blocks the gradients upstream is first given small random values. Phases: data loss;
+    data + regularizer (the session's strength, else ``reg_strength``, when the session has a regularizer or a strength);
     after ``warmup_steps`` Adam steps at ``lr`` when > 0 (G.3)."""
     x, y = split_tensors(session, "train", examples)
     base = session.new_model()
