@@ -232,8 +232,8 @@ def check(session, *, examples: int = 3, coords: int = 10, h: float = 1e-5, warm
     at ``coords`` coordinates of every parameter tensor (fewer, at least 2, when the tensors times ``coords``
     exceed ``max_coords``: the cost is two forward passes per coordinate), step ``h``. A weight tensor that
     starts all zero and blocks the gradients upstream is first given small random values. Phases: data loss;
-    data + regularizer (the session's strength, else ``reg_strength``, when the session has a regularizer or a strength);
-    after ``warmup_steps`` Adam steps at ``lr`` when > 0 (G.3)."""
+    data + regularizer (the session's strength, else ``reg_strength``, when the session has a regularizer or
+    a strength); after ``warmup_steps`` Adam steps at ``lr`` when > 0 (G.3)."""
     x, y = split_tensors(session, "train", examples)
     base = session.new_model()
     # a zero-initialised weight (a ViT head) zeroes every gradient upstream and would hide a wrong backward
