@@ -4,9 +4,9 @@ Regularization (the penalty and dropout) and augmentation off, the same fixed ex
 and evaluation. The goal is what the batch allows, not a flat 0: identical contexts with different
 targets (sequences sharing a prefix, duplicated images with different labels) bound the loss from
 below and the accuracy from above (``workbench.checks.achievable``). A model that cannot get there
-on 64-640 examples has a bug (or far too little capacity). When every example is right but the loss stops falling well above the
-floor, the outputs are squashed before the loss; at the floor of cross-entropy on softmax outputs,
-log(e + C - 1) - 1, the cause is named.
+on 64-640 examples has a bug (or far too little capacity). When every example is right but the loss
+stops falling well above the floor, the outputs are squashed before the loss; at the floor of
+cross-entropy on softmax outputs, log(e + C - 1) - 1, the cause is named.
 """
 
 from __future__ import annotations
