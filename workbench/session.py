@@ -200,8 +200,10 @@ class Session:
             with torch.no_grad():
                 out = model(x.to(self.device))
         except Exception as e:  # noqa: BLE001
+            hint = ("; if forward needs more inputs, pass them as Session(forward_kwargs={...})"
+                    if isinstance(e, TypeError) and "argument" in str(e) else "")
             raise ModelError(f"the model raised {type(e).__name__} on an input batch of shape "
-                             f"{tuple(x.shape)}: {e}") from e
+                             f"{tuple(x.shape)}: {e}{hint}") from e
         finally:
             model.train(was_training)
         if not isinstance(out, torch.Tensor):

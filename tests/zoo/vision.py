@@ -131,7 +131,7 @@ class HandGELU(nn.Module):
         return TanhGELU.apply(x, self.wrong)
 
 
-def vit(num_classes=10, width=32, bug=""):
+def vit(num_classes=10, width=16, bug=""):
     """torchvision's VisionTransformer on 16x16 images: patch 4, 2 layers, 2 heads, hidden ``width``."""
     model = VisionTransformer(image_size=16, patch_size=4, num_layers=2, num_heads=2, hidden_dim=width,
                               mlp_dim=2 * width, num_classes=num_classes)
