@@ -161,3 +161,4 @@ def test_depth_counts_layers_not_tensors():
 def test_the_coordinate_budget_caps_the_cost(make_session):
     r = make_session().check("gradient_check", coords=10, max_coords=44)
     assert r.details["coords_per_tensor"] == 4 and r.measured["coords"] <= 44 and r.status == "pass"
+    assert make_session().check("gradient_check", coords=10, max_coords=5).details["coords_per_tensor"] == 1

@@ -21,7 +21,6 @@ from workbench.checks.base import (
     eval_subset,
     evaluate_on,
     frozen_skip,
-    plateaued,
     register,
     result,
     smoothed,
@@ -50,11 +49,28 @@ def constant_input(session, model) -> tuple[callable, str]:
     return (lambda b: mean.expand_as(b).clone()), "mean training input"
 
 
+_PEEK = 256  # held-out examples the early stops look at (eval mode: batch norm's running statistics count)
+
+
+def held_out_stop(session, model, x, y, done, every: int = 10, min_steps: int = 20):
+    """A ``stop(step, losses)`` for train_steps: every ``every`` steps from ``min_steps`` on, the eval-mode loss
+    of ``model`` on ``x``/``y`` joins a history, and training stops when ``done(history)``."""
+    history = []
+
+    def stop(step, losses):
+        if step < min_steps or step % every:
+            return False
+        history.append(evaluate_on(session, model, x, y)["loss"])
+        return bool(done(history))
+
+    return stop
+
+
 @register(II7, "II.7", order=110)
 def input_independent(session, *, steps: int = 150, lr: float = 3e-3, margin: float = 0.1,
                       eval_examples: int | None = None, stop_early: bool = True):
-    """Train up to ``steps`` batches with zeroed inputs (until the loss stops falling), then with real ones
-    (same seed, same batches; until their training loss is clearly below the zero-input one); the held-out
+    """Train up to ``steps`` batches with zeroed inputs (until their held-out loss stops falling), then with
+    real ones (same seed, same batches; until their held-out loss is clearly below the zero-input one); the held-out
     loss with real inputs must be at least ``margin`` (relative) below the zero-input loss.
     ``eval_examples``: held-out examples evaluated (None: all, up to 1024). ``stop_early=False``: always the
     full ``steps`` (the long budget the early stops are compared with in benchmarks/bench_checks.py)."""
@@ -64,19 +80,24 @@ def input_independent(session, *, steps: int = 150, lr: float = 3e-3, margin: fl
     if skip is not None:
         return skip
     const, what = constant_input(session, model)
+    xs, ys = xe[:_PEEK], ye[:_PEEK]
     runs = {}
     for kind in ("zeros", "real"):
         session.seed_everything()
         model = session.new_model()
-        if kind == "zeros":
-            stop = (lambda step, losses: step >= 20 and plateaued(losses, 10))
-        else:  # the verdict is clear once real inputs train far below the zero-input level
-            level = smoothed(runs["zeros"]["losses"], 10)
-            stop = (lambda step, losses, level=level: step >= 20 and smoothed(losses, 10) < level * (1 - 3 * margin))
+        x_peek = const(xs) if kind == "zeros" else xs
+        if kind == "zeros":  # until the held-out loss stops falling
+            done = (lambda h: len(h) >= 2 and h[-1] > min(h[:-1]) * 0.99)
+        else:  # until real inputs are clearly below the zero-input level on held-out data
+            level = evaluate_on(session, runs["zeros"]["model"], const(xs), ys)["loss"]
+            done = (lambda h, level=level: h[-1] < level * (1 - 2 * margin))
+        stop = held_out_stop(session, model, x_peek, ys, done) if stop_early else None
         losses = train_steps(session, model, batches(session, transform=const if kind == "zeros" else None), steps,
-                             lr=lr, stop=stop if stop_early else None)
+                             lr=lr, stop=stop)
         ev = evaluate_on(session, model, const(xe) if kind == "zeros" else xe, ye)
-        runs[kind] = {**ev, "losses": losses, "steps": len(losses)}
+        runs[kind] = {**ev, "losses": losses, "steps": len(losses), "model": model}
+    for run in runs.values():
+        run.pop("model")
     z, r = runs["zeros"]["loss"], runs["real"]["loss"]
     gain = (z - r) / abs(z) if z and math.isfinite(z) else float("nan")
     measured = {"loss_real": r, "loss_zeros": z, "relative_gain": gain,
@@ -124,7 +145,7 @@ def constant_baseline(session, y_eval: torch.Tensor) -> dict:
 @register(GEN, "L.3", order=120)
 def generalization(session, *, steps: int = 300, lr: float = 3e-3, margin: float = 0.1,
                    eval_examples: int | None = None, stop_early: bool = True):
-    """Train up to ``steps`` batches on the full training set (until the training loss is far below the
+    """Train up to ``steps`` batches on the full training set (until the held-out loss is far below the
     constant prediction's); the held-out loss must be ``margin`` (relative) below the best constant
     prediction, and the metric clearly better than chance (3 standard errors). ``stop_early=False``: the
     full ``steps``."""
@@ -135,8 +156,8 @@ def generalization(session, *, steps: int = 300, lr: float = 3e-3, margin: float
     skip = frozen_skip(GEN, model)
     if skip is not None:
         return skip
-    target = base["loss"] * (1 - 4 * margin)
-    stop = (lambda step, losses: step >= 20 and smoothed(losses, 10) < target) if stop_early else None
+    target = constant_baseline(session, ye[:_PEEK])["loss"] * (1 - 3 * margin)
+    stop = held_out_stop(session, model, xe[:_PEEK], ye[:_PEEK], lambda h: h[-1] < target) if stop_early else None
     losses = train_steps(session, model, batches(session), steps, lr=lr, stop=stop)
     ev = evaluate_on(session, model, xe, ye)
     higher = session.task.higher_is_better

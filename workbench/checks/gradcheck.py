@@ -227,9 +227,9 @@ def _blocked(session, model, x, y) -> bool:
 
 @register(NAME, "II.G", order=90)
 def check(session, *, examples: int = 3, coords: int = 10, h: float = 1e-5, warmup_steps: int = 0,
-          reg_strength: float = 1e-2, tiny: float = 1e-10, lr: float = 1e-3, max_coords: int = 256):
+          reg_strength: float = 1e-2, tiny: float = 1e-10, lr: float = 1e-3, max_coords: int = 128):
     """Compare analytic and numerical gradients on ``examples`` training examples (2-3 make kinks rare, G.P2)
-    at ``coords`` coordinates of every parameter tensor (fewer, at least 2, when the tensors times ``coords``
+    at ``coords`` coordinates of every parameter tensor (fewer, at least 1, when the tensors times ``coords``
     exceed ``max_coords``: the cost is two forward passes per coordinate), step ``h``. A weight tensor that
     starts all zero and blocks the gradients upstream is first given small random values. Phases: data loss;
     data + regularizer (the session's strength, else ``reg_strength``, when the session has a regularizer or
@@ -250,7 +250,7 @@ def check(session, *, examples: int = 3, coords: int = 10, h: float = 1e-5, warm
     y64 = y.double() if y.is_floating_point() else y
     gen = torch.Generator().manual_seed(session.seed)
     n_tensors = sum(1 for p in base.parameters() if p.requires_grad)
-    per_tensor = max(2, min(int(coords), int(max_coords) // max(n_tensors, 1)))
+    per_tensor = max(1, min(int(coords), int(max_coords) // max(n_tensors, 1)))
     report, kink_ops = {}, set()
     depth = depth_of(base)
     for label, src, k in phases:
