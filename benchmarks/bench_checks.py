@@ -40,17 +40,18 @@ LONG = {"overfit_batch": {"stop_early": False}, "input_independent": {"stop_earl
         "generalization": {"stop_early": False, "eval_examples": 10**9}, "gradient_check": {"max_coords": 10**9}}
 
 
-def resnet18_section(tmp, device):
-    """All checks on torchvision resnet18 (digits, small-input stem) on ``device``: seconds per check."""
+def resnet18_section(tmp, device, long=False):
+    """All checks on torchvision resnet18 (digits, small-input stem) on ``device``: seconds per check (with
+    ``long``: the long fixed budgets instead of the defaults)."""
     train, test = wb.datasets.digits()
     s = wb.Session(wb.models.torchvision_model, train, test, seed=0, device=device,
                    root=os.path.join(tmp, f"runs-{device}"))
     n = sum(p.numel() for p in s.model.parameters())
     cpu = time.process_time()
-    total, results = timed(lambda: run_checks(s))
+    total, results = timed(lambda: run_checks(s, **(LONG if long else {})))
     cpu = time.process_time() - cpu
     print(f"## All checks on torchvision resnet18 ({n / 1e6:.1f}M parameters), digits, {device}, "
-          f"load average {os.getloadavg()[0]:.1f}\n")
+          f"{'long budgets' if long else 'default budgets'}, load average {os.getloadavg()[0]:.1f}\n")
     print("| check | status | seconds | message |\n|---|---|---:|---|")
     for r in results:
         print(f"| {r.name} | {r.status} | {r.seconds:.1f} | {r.message[:90]} |")
@@ -80,11 +81,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--skip-zoo", action="store_true")
     ap.add_argument("--only", choices=["resnet18", "zoo", "tiny"], default=None)
+    ap.add_argument("--long", action="store_true", help="resnet18 with the long fixed budgets too")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="bench-checks-")
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}\n")
     if args.only in (None, "resnet18"):
         resnet18_section(tmp, "cpu")
+        if args.long:
+            resnet18_section(tmp, "cpu", long=True)
         if torch.cuda.is_available():
             resnet18_section(tmp, "cuda")
     if args.only in (None, "zoo") and not args.skip_zoo:
