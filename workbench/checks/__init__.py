@@ -3,8 +3,9 @@
 Each check is one file in this folder, registered with ``@register(name, recipe)``. ``run_check``
 leaves the session as it found it (model weights, RNG, last run), stores the verdict in
 ``session.results[name]`` and emits ``check_done``. A model that raises gives an ``error`` verdict
-saying what to pass (the exception itself goes to the verdict's details);
-a wrong check name or option raises a WorkbenchError (that is the caller's mistake, not the model's).
+saying what to pass (the exception itself goes to the verdict's details); a check that cannot run on
+a model (a ModelError: no embedding to differentiate through, ...) skips with what it needs; a wrong
+check name or option raises a WorkbenchError (that is the caller's mistake, not the model's).
 """
 
 from __future__ import annotations
