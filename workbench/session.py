@@ -40,11 +40,16 @@ class Session:
                  num_classes: int | None = None, loss: Callable | None = None,
                  regularizer: Callable[[nn.Module], torch.Tensor] | None = None, reg_strength: float = 0.0,
                  seed: int = 0, device: str = "auto", root="runs", batch_size: int = 64, name: str | None = None,
-                 num_workers: int = 0, deterministic: bool = False):
+                 num_workers: int = 0, deterministic: bool = False, output=None, forward_kwargs=None,
+                 time_first: bool = False):
+        from workbench.adapt import adapter
+
         validate.session_args(task=task, seed=seed, batch_size=batch_size, num_workers=num_workers,
                               reg_strength=reg_strength, device=device)  # issue 13: bad input named before use
         for split, data in (("train", train), ("test", test), ("val", val)):
             validate.raw_data(data, split)
+        # a model returning (logits, loss) / a dict, needing keyword inputs, or time-first (see workbench.adapt)
+        self._adapt = adapter(output, forward_kwargs, time_first)
         self.seed = int(seed)
         self.deterministic = bool(deterministic)
         self.num_workers = int(num_workers)
@@ -156,7 +161,7 @@ class Session:
                 model = copy.deepcopy(self._template)
             else:
                 model = self._build(width, **kwargs)
-            model = model.to(self.device)
+            model = self._adapt(model).to(self.device)
             self._probe(model)
             for hook in self.init_hooks.values():  # e.g. the output bias set by apply_bias_init (II.5)
                 with torch.no_grad():
@@ -207,12 +212,17 @@ class Session:
             with torch.no_grad():
                 out = model(x.to(self.device))
         except Exception as e:  # noqa: BLE001
+            hint = ("; if forward needs more inputs, pass them as Session(forward_kwargs={...})"
+                    if isinstance(e, TypeError) and "argument" in str(e) else "")
             raise ModelError(f"the model raised {type(e).__name__} on an input batch of shape "
-                             f"{tuple(x.shape)}: {e}") from e
+                             f"{tuple(x.shape)}: {e}{hint}") from e
         finally:
             model.train(was_training)
         if not isinstance(out, torch.Tensor):
-            raise ModelError(f"the model returned {type(out).__name__}; it must return a tensor")
+            from workbench.adapt import describe, suggest
+
+            raise ModelError(f"the model returned {describe(out)}; it must return a tensor: "
+                             f"pass {suggest(out)} to say which part is the prediction")
         if hasattr(self, "task"):
             self.task.check_output(out, y.to(self.device))
 

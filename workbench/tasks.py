@@ -53,6 +53,11 @@ class Task:
         """The loss a well-initialised model should start from (recipe II.4, L.1)."""
         return None
 
+    @property
+    def real_valued(self) -> bool:
+        """True when the targets are real values scored by MSE (regression, real-valued sequences)."""
+        return not self.higher_is_better
+
 
 class Classification(Task):
     name, metric = "classification", "accuracy"
@@ -115,17 +120,39 @@ class Regression(Task):
 
 
 class Sequence(Task):
-    """Autoregressive: inputs (B, T, ...), one output per time step (B, T, V), targets (B, T)."""
+    """Autoregressive: inputs (B, T, ...), one output per time step.
+
+    Integer targets (B, T) are tokens: outputs (B, T, V), cross-entropy, token accuracy. Floating
+    targets (B, T) or (B, T, D) are real values per step (forecasting): outputs of the same shape
+    (or (B, T, 1) for (B, T)), MSE. The training labels decide, when the session validates them.
+    """
 
     name, metric = "sequence", "token_accuracy"
 
+    def __init__(self, num_classes=None, loss=None):
+        super().__init__(num_classes, loss)
+        self.real = False
+
+    def _set_real(self) -> None:
+        # real-valued steps: no vocabulary, MSE and a lower-is-better metric, as for regression
+        self.real, self.num_classes, self.metric, self.higher_is_better = True, None, "mse", False
+
     def default_loss(self, out, y):
+        if self.real:
+            return Regression.default_loss(self, out, y)
         return F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
 
     def score_tensor(self, out, y):
+        if self.real:
+            return Regression.score_tensor(self, out, y)
         return (out.argmax(-1) == y).float().mean(1).sum(), len(y)
 
     def check_output(self, out, y):
+        if self.real:
+            if out.dim() < 2 or out.shape[:2] != y.shape[:2] or _match(out, y).shape != y.shape:
+                raise ModelError(f"a real-valued sequence model must return one value per step shaped like the "
+                                 f"targets {tuple(y.shape)}; it returned {tuple(out.shape)}")
+            return
         if out.dim() != 3 or out.shape[:2] != y.shape[:2]:
             raise ModelError(f"a sequence model must return (batch, time, vocab) matching targets "
                              f"{tuple(y.shape)}; it returned {tuple(out.shape)}")
@@ -136,9 +163,19 @@ class Sequence(Task):
     def check_labels(self, y, where):
         if y.dim() < 2:
             raise DataError(f"{where}: sequence targets must be (time,) per example, got shape {tuple(y.shape)}")
+        if y.is_floating_point():
+            if where == "train" or self.real:
+                self._set_real()
+            Regression.check_labels(self, y, where)
+            return
+        if self.real:
+            raise DataError(f"{where}: the training targets are real values but {where}'s are integers; "
+                            "use one dtype for every split")
         Classification.check_labels(self, y.reshape(-1), where)
 
     def expected_init_loss(self, y_train):
+        if self.real:
+            return Regression.expected_init_loss(self, y_train)
         return math.log(self.num_classes) if self.num_classes else None
 
 

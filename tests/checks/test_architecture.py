@@ -40,11 +40,24 @@ class FunctionalLogSoftmax(nn.Module):
         return F.log_softmax(self.body(x), dim=1)
 
 
-def test_functional_log_softmax_is_found_and_fine_with_nll(make_session):
+def test_functional_log_softmax_is_found_and_only_a_note_before_cross_entropy(make_session):
+    # cross-entropy of log-softmax outputs equals cross-entropy of the logits (log-softmax is idempotent)
     r = make_session(FunctionalLogSoftmax).check("architecture")
-    assert r.status == "fail" and ("softmax_output_with_cross_entropy", ("(model): log_softmax()",)) in slips(r)
+    assert r.status == "pass" and not slips(r) and "Note: log softmax output with cross entropy" in r.message
+    assert r.details["notes"][0]["where"] == ["(model): log_softmax()"]
     ok = make_session(FunctionalLogSoftmax, loss=F.nll_loss).check("architecture")
-    assert ok.status == "pass"
+    assert ok.status == "pass" and "Note" not in ok.message
+
+
+class FunctionalSoftmax(FunctionalLogSoftmax):
+    def forward(self, x):
+        return F.softmax(self.body(x), dim=1)
+
+
+def test_softmax_before_nll_loss_fails(make_session):
+    r = make_session(FunctionalSoftmax, loss=F.nll_loss).check("architecture")
+    assert r.status == "fail" and ("softmax_output_with_nll_loss", ("(model): softmax()",)) in slips(r)
+    assert "log-probabilities" in r.message
 
 
 class TwoLinear(nn.Module):

@@ -15,7 +15,7 @@ from workbench.errors import WorkbenchError
 
 API_NAMES = {"init_loss", "bias_init", "input_independent", "overfit_batch", "generalization", "capacity",
              "batch_dependency", "causality", "gradient_check", "regularization", "determinism", "architecture",
-             "data_pipeline"}
+             "data_pipeline", "gradient_flow"}
 
 
 def test_every_check_of_the_issue_is_registered_with_a_recipe_step():
@@ -68,7 +68,7 @@ def test_wrong_name_or_option_is_the_callers_error(make_session):
         s.check("overfit_batch", stepz=3)
     with pytest.raises(WorkbenchError, match="do not run"):
         run_checks(s, names=["init_loss"], overfit_batch={"steps": 3})
-    assert options("overfit_batch")["steps"] == 500
+    assert options("overfit_batch")["steps"] == 1000
 
 
 class Explodes(nn.Module):
@@ -87,7 +87,10 @@ class Explodes(nn.Module):
 def test_a_model_that_raises_gives_an_error_verdict_not_an_exception(make_session):
     s = make_session(Explodes)
     res = run_check(s, "init_loss")
-    assert res.status == "error" and "boom" in res.message and res.recipe == "II.4"
+    assert res.status == "error" and res.recipe == "II.4"
+    # the sentence says what to pass; the raw exception stays in the details
+    assert "boom" not in res.message and "forward_kwargs" in res.message
+    assert res.details["exception"] == "RuntimeError: boom" and "boom" in res.details["traceback"]
 
 
 def test_run_checks_runs_all_that_apply_and_tabulates(make_session):

@@ -96,3 +96,24 @@ def test_mask_off_by_one_names_the_first_pair(make_session):
 def test_causality_skips_outside_sequence_tasks(make_session):
     r = make_session(wb.models.linear).check("causality")
     assert r.status == "skip" and "sequence" in r.message
+
+
+class ZeroHead(nn.Module):
+    """A fine-tuning habit (and torchvision ViT's): the output layer starts at zero."""
+
+    def __init__(self, num_classes=10, mix=False):
+        super().__init__()
+        self.body, self.head, self.mix = nn.Linear(64, 32), nn.Linear(32, num_classes), mix
+        nn.init.zeros_(self.head.weight)
+
+    def forward(self, x):
+        h = torch.tanh(self.body(x.flatten(1)))
+        return self.head(h - h.mean(0) if self.mix else h)  # the bug: centred over the batch
+
+
+def test_a_zero_head_is_unblocked_and_said(make_session):
+    r = make_session(ZeroHead).check("batch_dependency")
+    assert r.status == "pass" and r.details["perturbed"] == ["head.weight"]
+    assert "start at zero" in r.message and r.measured["zero_weights_perturbed"] == 1
+    bad = make_session(lambda num_classes=10: ZeroHead(num_classes, mix=True)).check("batch_dependency")
+    assert bad.status == "fail" and bad.measured["leaking_outputs"] == 8 and "start at zero" in bad.message

@@ -92,7 +92,7 @@ def test_kink_recorder_sees_a_relu_switch_and_max_pool_indices():
 
 
 def test_thresholds_follow_g5():
-    assert thresholds(kinks=False, depth=3)[:2] == (1e-7, 1e-4)
+    assert thresholds(kinks=False, depth=3)[:2] == (1e-6, 1e-4)
     assert thresholds(kinks=True, depth=3)[:2] == (1e-4, 1e-2)
     assert thresholds(kinks=False, depth=12)[:2] == (1e-4, 1e-2)
     assert depth_of(deep_relu()) == 13
@@ -117,3 +117,48 @@ def test_kinks_are_reported_apart_not_as_failures(make_session):
     bias = next(t for t in r.details["phases"]["data"]["tensors"] if t["tensor"] == "a.bias")
     assert bias["kinks"] == 1 and bias["max_kink_error"] > 0.1  # one-sided slope vs the centered difference
     assert r.status == "pass" and r.measured["kinks"] >= 1 and "kink" in r.message
+
+
+class WrongTanh(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.tanh(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * (1 - torch.tanh(x))  # the bug: tanh not squared
+
+
+class ZeroHeadWrongBackward(nn.Module):
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.body, self.head = nn.Linear(64, 16), nn.Linear(16, num_classes)
+        nn.init.zeros_(self.head.weight)
+
+    def forward(self, x):
+        return self.head(WrongTanh.apply(self.body(x.flatten(1))))
+
+
+def test_a_zero_head_does_not_hide_a_wrong_backward(make_session):
+    r = make_session(ZeroHeadWrongBackward).check("gradient_check")
+    assert r.status == "fail" and r.details["perturbed"] == ["head.weight"]
+    assert r.measured["max_judged_error"] > 1e-2 and "body" in r.message and "start at zero" in r.message
+
+
+def test_depth_counts_layers_not_tensors():
+    from torchvision.models import VisionTransformer
+
+    from workbench.checks.gradcheck import depth_of, thresholds
+
+    vit = VisionTransformer(image_size=16, patch_size=4, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32)
+    # conv_proj + 2 x (attention in-projection, out-projection, 2 MLP layers) + head; no pos_embedding/class_token
+    assert depth_of(vit) == 10 and thresholds(False, depth_of(vit))[0] == 1e-6
+    assert depth_of(nn.LSTM(4, 4, num_layers=3)) == 3 and depth_of(nn.Embedding(5, 3)) == 0
+
+
+def test_the_coordinate_budget_caps_the_cost(make_session):
+    r = make_session().check("gradient_check", coords=10, max_coords=44)
+    assert r.details["coords_per_tensor"] == 4 and r.measured["coords"] <= 44 and r.status == "pass"
+    assert make_session().check("gradient_check", coords=10, max_coords=5).details["coords_per_tensor"] == 1

@@ -14,8 +14,12 @@ def softmax_head(num_classes=10, in_channels=1, width=16):
 def test_tiny_cnn_overfits_one_batch(make_session):
     r = make_session().check("overfit_batch", steps=300)
     assert r.status == "pass" and r.recipe == "II.8"
-    assert r.measured["accuracy"] == 1.0 and r.measured["final_loss"] < 0.02
+    assert r.measured["accuracy"] == 1.0 and r.measured["final_loss"] < 0.05
     assert 0 < r.measured["steps"] <= 300 and r.measured["examples"] == 64
+    # the verdict was clear early (every example right, the loss down 4x since); the long budget agrees
+    long = make_session().check("overfit_batch", steps=300, stop_early=False)
+    assert long.status == "pass" and long.measured["final_loss"] < 0.02
+    assert long.measured["steps"] >= r.measured["steps"]
 
 
 def test_several_batches_option(make_session):

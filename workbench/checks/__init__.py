@@ -3,8 +3,11 @@
 Each check is one file in this folder, registered with ``@register(name, recipe)``. ``run_check``
 leaves the session as it found it (model weights, RNG, last run), records the verdict in the
 session's result book (``session.book``, read as ``session.results[name]``) and emits
-``check_done``. A model that raises gives an ``error`` verdict; a wrong check name or option
-raises a WorkbenchError (that is the caller's mistake, not the model's).
+``check_done``. A model that raises gives an ``error`` verdict saying what to pass (the exception
+itself goes to the verdict's details); a check that cannot run on a model (a ModelError: no
+embedding to differentiate through, ...) skips with what it needs; a wrong check name or option
+raises a WorkbenchError (that is the caller's mistake, not the model's). Checks run as jobs of the
+session's runner, off any page's thread.
 """
 
 from __future__ import annotations
@@ -15,10 +18,10 @@ import traceback
 
 from workbench import validate
 from workbench.checks.base import REGISTRY, CheckResult, preserved, register
-from workbench.errors import ConfigError, WorkbenchError
+from workbench.errors import ConfigError, ModelError, WorkbenchError
 
 _MODULES = ("architecture", "data_pipeline", "init_loss", "bias_init", "determinism", "regularization",
-            "dependency", "gradcheck", "overfit", "baselines", "capacity")
+            "dependency", "gradient_flow", "gradcheck", "overfit", "baselines", "capacity")
 
 for _m in _MODULES:
     importlib.import_module(f"workbench.checks.{_m}")
@@ -60,16 +63,26 @@ def _run_check(session, spec, name: str, opts: dict) -> CheckResult:
         with preserved(session):
             try:
                 res = spec.fn(session, **opts)
+            except ModelError as e:  # the check cannot run on this model: say what it needs, do not blame it
+                res = CheckResult(name, "skip", {}, None, str(e), spec.recipe)
             except WorkbenchError as e:
                 res = CheckResult(name, "error", {}, None, str(e), spec.recipe)
             except Exception as e:  # noqa: BLE001 - a bad model gives an error verdict, never a crash
-                res = CheckResult(name, "error", {}, None,
-                                  f"the check stopped: {type(e).__name__}: {e}", spec.recipe,
-                                  {"traceback": traceback.format_exc(limit=6)})
+                res = CheckResult(name, "error", {}, None, _stopped(name, e), spec.recipe,
+                                  {"exception": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(limit=6)})
     res.seconds = round(time.perf_counter() - start, 4)
     session.book.record("checks", res, name=name)
     session.emit("check_done", result=res)
     return res
+
+
+def _stopped(name: str, e: Exception) -> str:
+    """The sentence for a check the model stopped: where it stopped and what to pass, not the raw exception text
+    (which stays in the verdict's details)."""
+    return (f"{name} could not run this model: it raised {type(e).__name__} while the check called it (the exception "
+            "and traceback are in details). If the model needs extra inputs pass Session(forward_kwargs={...}); if it "
+            "returns a tuple or dict pass Session(output=0 or 'logits'); if it is time-first pass "
+            "Session(time_first=True); otherwise run the check's steps by hand to find the failing call.")
 
 
 def run_checks(session, names=None, **per_check) -> list[CheckResult]:

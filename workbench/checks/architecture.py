@@ -4,7 +4,8 @@ One forward pass (eval mode, no gradients) on two examples records which layer f
 leaf modules through forward hooks, functional ops between them (``F.relu``, ``x.view``...)
 through a TorchFunctionMode. Four slips are looked for, each located by module path:
 - dropout feeding batch norm (III.R7): dropout changes the variance batch norm learns its statistics on;
-- a softmax / log-softmax output while the loss (cross-entropy) applies its own;
+- a softmax output while the loss applies its own log-softmax (cross-entropy) or expects log-probabilities
+  (nll_loss); a log-softmax before cross-entropy is exact, so it is only a note;
 - two linear/conv layers with no non-linearity between (they collapse into one linear map);
 - a bias just before batch norm (batch norm subtracts the mean: the bias is dead weight).
 """
@@ -157,11 +158,32 @@ def trace(model: nn.Module, x: torch.Tensor):
     return out, tracer.nodes, tracer.producer.get(id(out))
 
 
-def _loss_applies_softmax(session) -> bool:
+def _loss_kind(session) -> str | None:
+    """"ce" when the loss applies its own log-softmax, "nll" when it expects log-probabilities, else None."""
     loss = session.task.custom_loss
-    if session.task.name == "regression":
-        return False
-    return loss is None or isinstance(loss, nn.CrossEntropyLoss) or loss is F.cross_entropy
+    if session.task.real_valued:
+        return None
+    if loss is None or isinstance(loss, nn.CrossEntropyLoss) or loss is F.cross_entropy:
+        return "ce"
+    if isinstance(loss, nn.NLLLoss) or loss is F.nll_loss:
+        return "nll"
+    return None
+
+
+def _output_slip(kind: str, loss: str | None, where: str) -> dict | None:
+    """The slip (or note) of a softmax-like output ``kind`` ("softmax"/"log_softmax") before the loss."""
+    base = {"where": [where], "recipe": "II.8"}
+    if kind == "softmax" and loss == "ce":
+        return {**base, "slip": "softmax_output_with_cross_entropy", "severity": "fail",
+                "fix": f"return raw logits: remove the softmax at {where}; cross-entropy applies log-softmax itself"}
+    if kind == "softmax" and loss == "nll":
+        return {**base, "slip": "softmax_output_with_nll_loss", "severity": "fail",
+                "fix": f"nll_loss expects log-probabilities: use log_softmax at {where}, not softmax"}
+    if kind == "log_softmax" and loss == "ce":
+        return {**base, "slip": "log_softmax_output_with_cross_entropy", "severity": "note",
+                "fix": "harmless: cross-entropy of log-softmax outputs equals cross-entropy of the logits "
+                       "(log-softmax is idempotent); nll_loss would say the same with one op less"}
+    return None
 
 
 def find_slips(session, model: nn.Module, x: torch.Tensor) -> list[dict]:
@@ -190,19 +212,18 @@ def find_slips(session, model: nn.Module, x: torch.Tensor) -> list[dict]:
     outs = _upstream(out_node, {"shape"})
     soft = next((n for n in outs if n.category == "softmax"), None)
     looks = None
-    if isinstance(out, torch.Tensor) and out.is_floating_point() and out.dim() >= 2 and session.task.name != \
-            "regression":
+    if isinstance(out, torch.Tensor) and out.is_floating_point() and out.dim() >= 2 and not session.task.real_valued:
         rows = out.reshape(-1, out.shape[-1]) if session.task.name == "sequence" else out
         one, zero = torch.ones_like(rows[:, 0]), torch.zeros_like(rows[:, 0])
         if bool((rows >= 0).all()) and torch.allclose(rows.sum(-1), one, atol=1e-4):
             looks = "softmax"
         elif bool((rows <= 0).all()) and torch.allclose(rows.logsumexp(-1), zero, atol=1e-4):
             looks = "log_softmax"
-    if (soft is not None or looks) and _loss_applies_softmax(session):
-        where = soft.path if soft is not None else "(model output)"
-        slips.append({"slip": "softmax_output_with_cross_entropy", "where": [where], "severity": "fail",
-                      "recipe": "II.8", "fix": f"return raw logits: remove the {soft.kind if soft else looks} at "
-                      f"{where}; cross-entropy applies log-softmax itself"})
+    if soft is not None or looks:
+        kind = looks or ("log_softmax" if "log" in soft.kind.lower() else "softmax")
+        slip = _output_slip(kind, _loss_kind(session), soft.path if soft is not None else "(model output)")
+        if slip is not None:
+            slips.append(slip)
     unique, seen = [], set()
     for s in slips:
         key = (s["slip"], tuple(s["where"]))
@@ -218,12 +239,17 @@ def check(session, *, examples: int = 2):
     x, _ = split_tensors(session, "train", examples)
     model = session.new_model()
     slips = find_slips(session, model, x)
+    notes = [s for s in slips if s["severity"] == "note"]
+    slips = [s for s in slips if s["severity"] != "note"]
     measured = {"slips": len(slips), "layers_traced": sum(1 for _ in model.modules())}
     details = {"slips": slips}
+    note = " Note: " + "; ".join(f"{s['slip'].replace('_', ' ')} at {' → '.join(s['where'])}: {s['fix']}"
+                                  for s in notes) + "." if notes else ""
+    details["notes"] = notes
     if not slips:
         return result(NAME, "pass", "no wiring slip found (dropout→BN, softmax+cross-entropy, linear→linear, "
-                      "bias→BN).", measured=measured, expected="no slips", details=details)
+                      "bias→BN)." + note, measured=measured, expected="no slips", details=details)
     status = "fail" if any(s["severity"] == "fail" for s in slips) else "warn"
     text = "; ".join(f"{s['slip'].replace('_', ' ')} at {' → '.join(s['where'])}" for s in slips[:4])
-    return result(NAME, status, f"{text}. Fix: {slips[0]['fix']}.", measured=measured, expected="no slips",
+    return result(NAME, status, f"{text}. Fix: {slips[0]['fix']}." + note, measured=measured, expected="no slips",
                   details=details)

@@ -119,19 +119,70 @@ def batches(session, split: str = "train", batch_size: int | None = None, seed: 
 
 
 def train_steps(session, model: nn.Module, stream, steps: int, lr: float = 1e-3, reg: bool = False,
-                record: bool = True, on_step=None, seed: int | None = None) -> list[float]:
+                record: bool = True, stop: Callable[[int, list[float]], bool] | None = None, on_step=None,
+                seed: int | None = None, mode=None) -> list[float]:
     """Adam on ``steps`` batches from ``stream`` (an iterator, or a fixed (x, y) pair); the data losses.
 
     Runs on the engine (the package's one training loop) with no events and no run on disk, drawing
     from its own stream seeded with ``seed`` (the session's by default). Regularization stays off
-    unless ``reg`` (recipe II.2, L.3); stops at a NaN/inf loss. ``on_step(engine, x, y, out, loss)``
-    may return True to stop early.
+    unless ``reg`` (recipe II.2, L.3); stops at a NaN/inf loss, and when ``stop(step, losses)`` says
+    the verdict is already clear (``steps`` is then only the budget's cap). ``on_step(engine, x, y,
+    out, loss)`` may also return True to stop; ``mode(model)`` runs after ``model.train()``.
     """
     from workbench.engine.loop import Engine
 
     engine = Engine.quiet(session, model, torch.optim.Adam(model.parameters(), lr=lr), seed=seed,
                           reg_strength=None if reg else 0.0)
-    return engine.run_steps(stream, steps, on_step=on_step)
+    hook = on_step
+    if stop is not None:
+        def hook(eng, x, y, out, loss):
+            if on_step is not None and on_step(eng, x, y, out, loss):
+                return True
+            eng.steplog.flush()  # the stop rule reads every loss so far: a check may afford the read
+            return bool(eng.steplog.values) and stop(eng.step, eng.steplog.values)
+    return engine.run_steps(stream, steps, on_step=hook, mode=mode)
+
+
+def smoothed(losses: list[float], n: int = 20) -> float:
+    """The mean of the last ``n`` losses (batch noise averaged out)."""
+    tail = losses[-n:]
+    return sum(tail) / max(len(tail), 1)
+
+
+def plateaued(losses: list[float], n: int = 20, rel: float = 0.01) -> bool:
+    """True when the mean of the last ``n`` losses is within ``rel`` of the ``n`` before (no more progress)."""
+    if len(losses) < 2 * n:
+        return False
+    now, before = smoothed(losses, n), sum(losses[-2 * n:-n]) / n
+    return before - now < rel * abs(before)
+
+
+def zero_weight_layers(model: nn.Module) -> list[str]:
+    """Weight tensors (matrices, kernels) that are all zero: a zero-initialised head blocks every gradient
+    upstream of it (torchvision's ViT, many fine-tuning recipes)."""
+    return [n for n, p in model.named_parameters() if p.dim() >= 2 and p.requires_grad and not bool(p.detach().any())]
+
+
+@torch.no_grad()
+def perturb_zero_layers(model: nn.Module, seed: int, scale: float = 0.1) -> list[str]:
+    """Give every all-zero weight tensor small random values (std ``scale``/sqrt(fan_in), drawn from a local
+    generator); returns their names. Used by checks that need gradients to flow through a zero head."""
+    names = zero_weight_layers(model)
+    params = dict(model.named_parameters())
+    g = torch.Generator().manual_seed(int(seed))
+    for n in names:
+        p = params[n]
+        fan_in = max(p[0].numel(), 1)
+        p.copy_((torch.randn(p.shape, generator=g) * scale / fan_in ** 0.5).to(p.device, p.dtype))
+    return names
+
+
+def eval_subset(n_total: int, limit: int | None, default: int = 1024) -> int | None:
+    """How many held-out examples a budgeted check evaluates: ``limit`` when given, else all of them up to
+    ``default`` (the first ones; a verdict on more than ~1000 examples does not change)."""
+    if limit is not None:
+        return int(limit)
+    return None if n_total <= default else default
 
 
 def evaluate_on(session, model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 512) -> dict:
@@ -174,3 +225,11 @@ def output_layer(model: nn.Module, x: torch.Tensor) -> tuple[str, nn.Module] | N
     last = [(n, m) for n, m in model.named_modules()
             if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) and m.bias is not None]
     return last[-1] if last else None
+
+
+def frozen_skip(name: str, model: nn.Module):
+    """A ``skip`` verdict for a check that trains, when no parameter of ``model`` requires grad; else None."""
+    if any(p.requires_grad for p in model.parameters()):
+        return None
+    return result(name, "skip", "no parameter of the model requires grad, so nothing can train: see gradient_flow; "
+                  "set requires_grad=True on the layers to train")

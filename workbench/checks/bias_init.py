@@ -21,13 +21,15 @@ def suggestion(session) -> dict:
     x, _ = split_tensors(session, "train", 2)
     found = output_layer(model, x)
     if found is None or getattr(found[1], "bias", None) is None:
-        raise ModelError("the model's output does not come from a layer with a bias (Linear/Conv with bias=True); "
-                         "there is no output bias to initialise")
+        raise ModelError("the model's output does not come from a layer with a bias (Linear/Conv with bias=True), "
+                         "as in GPT-style heads; there is no output bias to initialise")
     path, layer = found
     y = session.labels("train")
-    if session.task.name == "regression":
-        target = y.float().reshape(len(y), -1).mean(0)
-        spread = y.float().reshape(len(y), -1).std(0).clamp_min(1e-12)
+    if session.task.real_valued:
+        # a sequence model shares its output bias over the time steps: one mean per output feature
+        yf = y.float().reshape(-1, layer.bias.numel()) if session.task.name == "sequence" else \
+            y.float().reshape(len(y), -1)
+        target, spread = yf.mean(0), yf.std(0).clamp_min(1e-12)
     else:
         counts = torch.bincount(y.reshape(-1).long(), minlength=session.num_classes).double()
         prior = (counts + 1e-3) / (counts + 1e-3).sum()  # tiny pseudo-count: an empty class gets a finite bias
@@ -45,11 +47,14 @@ def check(session, *, imbalance: float = 1.5, warn_at: float = 0.5, fail_at: flo
     """Is the output bias where it should start? ``imbalance``: largest/smallest class frequency from
     which log-prior biases are suggested; regression: distance of bias to the target mean in target
     standard deviations, warn beyond ``warn_at``, fail beyond ``fail_at``."""
-    sug = suggestion(session)
+    try:
+        sug = suggestion(session)
+    except ModelError as e:
+        return result(NAME, "skip", f"{e}; the initial loss is checked by init_loss instead")
     bias = sug["layer"].bias.detach().float().cpu().reshape(-1)
     target = sug["bias"].cpu().reshape(-1)
     details = {"layer": sug["path"], "current_bias": bias.tolist(), "suggested_bias": target.tolist()}
-    if session.task.name == "regression":
+    if session.task.real_valued:
         d = float(((bias - target).abs() / sug["spread"].cpu()).max())
         measured = {"max_distance_in_std": d, "bias": float(bias.mean()), "target_mean": float(target.mean())}
         status = "pass" if d <= warn_at else "warn" if d <= fail_at else "fail"

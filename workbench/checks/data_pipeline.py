@@ -89,7 +89,7 @@ def check(session, *, batches: int = 2, max_abs: float = 20.0, preview: int = 16
         if emb is not None and (int(x.min()) < 0 or int(x.max()) >= emb.num_embeddings):
             problems.append(f"token ids range over [{int(x.min())}, {int(x.max())}] but the embedding has "
                             f"{emb.num_embeddings} rows")
-    if session.task.name != "regression":
+    if not session.task.real_valued:
         c = session.num_classes
         lo_y, hi_y = int(y.min()), int(y.max())
         measured.update(label_min=lo_y, label_max=hi_y)

@@ -10,7 +10,7 @@ Every rule of the recipe, in order:
   again after a short warm-up training (``warmup_steps``).
 - G.4 a sample of coordinates from EVERY parameter tensor (half the largest analytic gradients,
   half at random), so the cost grows with the coordinates, not with the parameter count.
-- G.5 thresholds by depth and kinks: 1e-7 good; with kinks (ReLU, max-pool, ...) or more than 10
+- G.5 thresholds by depth and kinks: ~1e-7 good (below 1e-6); with kinks (ReLU, max-pool, ...) or more than 10
   layers up to 1e-4 passes and up to 1e-2 warns; a smooth shallow net above 1e-4 fails.
 - G.P1 tensors whose gradients are all below ``tiny`` (~1e-10) are reported and re-checked with the
   loss scaled up so their gradients are ~1.
@@ -23,14 +23,20 @@ Every rule of the recipe, in order:
 
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from workbench.checks.base import batches, register, result, split_tensors, train_steps
+from workbench.checks.base import (
+    batches,
+    perturb_zero_layers,
+    register,
+    result,
+    split_tensors,
+    train_steps,
+    zero_weight_layers,
+)
 from workbench.engine.rng import seeded
 
 NAME = "gradient_check"
@@ -98,9 +104,18 @@ def _same_branches(a: list, b: list) -> bool:
 
 
 def depth_of(model: nn.Module) -> int:
-    """Layers with a weight matrix or kernel (Linear, Conv, Embedding, ...): the depth of G.5."""
-    return sum(1 for m in model.modules()
-               if any(p.dim() >= 2 for p in m.parameters(recurse=False)))
+    """Layers with a weight matrix or kernel (Linear, Conv, attention, each recurrent layer): the depth of G.5.
+
+    Embedding lookups and bare tensors added to the activations (position embeddings, class tokens, shaped
+    (1, ...)) are parameters, not layers, and do not count."""
+    depth = 0
+    for m in model.modules():
+        if isinstance(m, nn.Embedding):
+            continue
+        own = [p for p in m.parameters(recurse=False) if p.dim() >= 2 and p.shape[0] > 1]
+        if own:
+            depth += int(getattr(m, "num_layers", 1)) if isinstance(m, nn.RNNBase) else 1
+    return depth
 
 
 def thresholds(kinks: bool, depth: int) -> tuple[float, float, str]:
@@ -109,7 +124,9 @@ def thresholds(kinks: bool, depth: int) -> tuple[float, float, str]:
         return 1e-4, 1e-2, f"{depth} layers (> 10): errors up to 1e-2 may be fine"
     if kinks:
         return 1e-4, 1e-2, "kinks (ReLU/max): < 1e-4 acceptable"
-    return 1e-7, 1e-4, "smooth network: ~1e-7 good, 1e-4 too high"
+    # "~1e-7" is an order of magnitude: centered differences with h = 1e-5 leave O(h^2) truncation error that
+    # softmax attention and layer norm push to a few 1e-7 in a correct float64 transformer
+    return 1e-6, 1e-4, "smooth network: ~1e-7 good (below 1e-6), 1e-4 too high"
 
 
 class _Objective:
@@ -199,15 +216,31 @@ def _phase(session, model, x, y, reg_strength, seed, coords, h, tiny, gen) -> di
     return {"tensors": rows, "tiny_gradient_tensors": small, "rescaled": rescaled, "loss": loss}
 
 
+def _blocked(session, model, x, y) -> bool:
+    """True when an all-zero weight leaves other tensors with an all-zero gradient (a zero-initialised head)."""
+    if not zero_weight_layers(model):
+        return False
+    model.zero_grad(set_to_none=True)
+    with seeded(session.seed):
+        session.data_loss(model(x), y).backward()
+    zero = [p for p in model.parameters() if p.requires_grad and (p.grad is None or not bool(p.grad.any()))]
+    model.zero_grad(set_to_none=True)
+    return bool(zero)
+
+
 @register(NAME, "II.G", order=90)
 def check(session, *, examples: int = 3, coords: int = 10, h: float = 1e-5, warmup_steps: int = 0,
-          reg_strength: float = 1e-2, tiny: float = 1e-10, lr: float = 1e-3):
+          reg_strength: float = 1e-2, tiny: float = 1e-10, lr: float = 1e-3, max_coords: int = 128):
     """Compare analytic and numerical gradients on ``examples`` training examples (2-3 make kinks rare, G.P2)
-    at ``coords`` coordinates of every parameter tensor, step ``h``. Phases: data loss; data + regularizer
-    (the session's strength, else ``reg_strength``, when the session has a regularizer or a strength);
-    after ``warmup_steps`` Adam steps at ``lr`` when > 0 (G.3)."""
+    at ``coords`` coordinates of every parameter tensor (fewer, at least 1, when the tensors times ``coords``
+    exceed ``max_coords``: the cost is two forward passes per coordinate), step ``h``. A weight tensor that
+    starts all zero and blocks the gradients upstream is first given small random values. Phases: data loss;
+    data + regularizer (the session's strength, else ``reg_strength``, when the session has a regularizer or
+    a strength); after ``warmup_steps`` Adam steps at ``lr`` when > 0 (G.3)."""
     x, y = split_tensors(session, "train", examples)
     base = session.new_model()
+    # a zero-initialised weight (a ViT head) zeroes every gradient upstream and would hide a wrong backward
+    perturbed = perturb_zero_layers(base, session.seed) if _blocked(session, base, x, y) else []
     phases = [("data", base, 0.0)]
     if session.regularizer is not None or session.reg_strength > 0:
         phases.append(("data+reg", base, session.reg_strength or reg_strength))
@@ -218,15 +251,26 @@ def check(session, *, examples: int = 3, coords: int = 10, h: float = 1e-5, warm
     x64 = x.double() if x.is_floating_point() else x
     y64 = y.double() if y.is_floating_point() else y
     gen = torch.Generator().manual_seed(session.seed)
+    n_tensors = sum(1 for p in base.parameters() if p.requires_grad)
+    per_tensor = max(1, min(int(coords), int(max_coords) // max(n_tensors, 1)))
     report, kink_ops = {}, set()
     depth = depth_of(base)
     for label, src, k in phases:
-        model = copy.deepcopy(src).double().train()  # train mode: dropout on, fixed by the seed (G.2)
+        # in place, not a deep copy: submodules captured by closures in the forward are converted too
+        model = src.double().train()  # train mode: dropout on, fixed by the seed (G.2)
         rec = KinkRecorder()
-        with rec, torch.no_grad(), seeded(session.seed):
-            model(x64)
+        try:
+            with rec, torch.no_grad(), seeded(session.seed):
+                model(x64)
+        except RuntimeError as e:
+            if "dtype" not in str(e) and "Double" not in str(e) and "Float" not in str(e):
+                raise
+            return result(NAME, "skip", "the float64 model mixes dtypes: its forward calls modules it does not own "
+                          "(a closure over another copy, a module kept outside the model) or makes float32 tensors "
+                          "itself; see gradient_flow, or create new tensors with the input's dtype",
+                          details={"exception": str(e)})
         kink_ops |= set(rec.ops)
-        report[label] = _phase(session, model, x64, y64, k, session.seed, coords, h, tiny, gen)
+        report[label] = _phase(session, model, x64, y64, k, session.seed, per_tensor, h, tiny, gen)
     kinks = bool(kink_ops)
     ok_at, warn_at, why = thresholds(kinks, depth)
     worst_phase, worst = max(((lbl, r) for lbl, ph in report.items() for r in ph["tensors"]),
@@ -242,26 +286,34 @@ def check(session, *, examples: int = 3, coords: int = 10, h: float = 1e-5, warm
                 "tensors": len(report["data"]["tensors"]), "phases": len(report),
                 "below_precision": sum(r["below_precision"] for ph in report.values() for r in ph["tensors"])}
     expected = {"pass_below": ok_at, "warn_below": warn_at, "rule": why}
-    details = {"phases": report, "kink_ops": sorted(kink_ops), "h": h, "examples": len(y),
+    details = {"phases": report, "kink_ops": sorted(kink_ops), "h": h, "examples": len(y), "perturbed": perturbed,
+               "coords_per_tensor": per_tensor,
                "per_tensor": {f"{lbl}/{r['tensor']}": r["max_judged_error"]
                               for lbl, ph in report.items() for r in ph["tensors"]},
                "batch_norm": "checked in train mode on one fixed batch (batch statistics are part of f)"}
     where = f"{worst['tensor']} ({worst_phase})"
+    zero = [r["tensor"] for r in report["data"]["tensors"] if r["grad_scale"] == 0]
+    measured["zero_gradient_tensors"] = len(zero)
+    done = (f" The weights {', '.join(perturbed[:3])} start at zero, which zeroes every gradient upstream; they were "
+            "given small random values first." if perturbed else "")
+    if zero:
+        done += (f" {len(zero)} tensors have an all-zero gradient on these examples ({', '.join(zero[:3])}): "
+                 "their check says nothing.")
     if max_err > warn_at:
         w = worst["worst"] or {}
         return result(NAME, "fail", f"analytic and numerical gradients disagree: relative error {max_err:.2g} at "
                       f"{where}, index {w.get('index')}: analytic {w.get('analytic', 0):.4g} vs numerical "
                       f"{w.get('numerical', 0):.4g} — a backward pass (custom autograd Function, in-place op, "
-                      "detach) is wrong.", measured=measured, expected=expected, details=details)
+                      "detach) is wrong." + done, measured=measured, expected=expected, details=details)
     if max_err > ok_at:
         return result(NAME, "warn", f"largest relative error {max_err:.2g} at {where} is above {ok_at:g} ({why}); "
-                      "look at that tensor's backward.", measured=measured, expected=expected, details=details)
+                      "look at that tensor's backward." + done, measured=measured, expected=expected, details=details)
     if tiny_tensors:
         return result(NAME, "warn", f"gradients agree (max relative error {max_err:.2g}) but {len(tiny_tensors)} "
                       f"tensors have gradients below {tiny:g} ({', '.join(tiny_tensors[:3])}); they were re-checked "
-                      "with the loss scaled up (G.P1) — consider a loss that is not divided down so far.",
+                      "with the loss scaled up (G.P1) — consider a loss that is not divided down so far." + done,
                       measured=measured, expected=expected, details=details)
     kinks_note = f"; {n_kinks} coordinates crossed a kink and were judged apart" if n_kinks else ""
     return result(NAME, "pass", f"analytic gradients match numerical ones: max relative error {max_all:.2g} over "
-                  f"{n_coords} coordinates of {len(report['data']['tensors'])} tensors ({why}){kinks_note}.",
+                  f"{n_coords} coordinates of {len(report['data']['tensors'])} tensors ({why}){kinks_note}." + done,
                   measured=measured, expected=expected, details=details)

@@ -36,9 +36,9 @@ def check(session, *, strength: float = 1e-3, factor: float = 10.0, examples: in
         terms.append(term.reshape(()))
     touched = []
     if terms[0].requires_grad:  # which weights the regularizer acts on: a non-zero gradient
-        grads = torch.autograd.grad(terms[0], [p for _, p in model.named_parameters()], allow_unused=True)
-        touched = [n for (n, _), g in zip(model.named_parameters(), grads, strict=True)
-                   if g is not None and bool(g.abs().sum() > 0)]
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]  # frozen ones have no gradient
+        grads = torch.autograd.grad(terms[0], [p for _, p in named], allow_unused=True)
+        touched = [n for (n, _), g in zip(named, grads, strict=True) if g is not None and bool(g.abs().sum() > 0)]
     r1, r2 = (float(t.detach()) for t in terms)
     which = getattr(session.regularizer, "__name__", "the regularizer") if session.regularizer else "built-in L2"
     measured = {"data_loss": data, "loss_with_reg": data + r1, f"loss_with_reg_x{factor:g}": data + r2,

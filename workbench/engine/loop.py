@@ -128,14 +128,17 @@ class Engine:
             self.steplog.flush()
 
     # -- step budget ------------------------------------------------------------------------------
-    def run_steps(self, batches: Iterable | tuple, steps: int, on_step=None) -> list[float]:
+    def run_steps(self, batches: Iterable | tuple, steps: int, on_step=None, mode=None) -> list[float]:
         """Up to ``steps`` steps on ``batches`` (an iterator of ``(x, y)``, or one fixed pair); the data losses.
 
         ``on_step(engine, x, y, out, loss)`` may return True to stop. Stops at a NaN/inf loss (seen when
-        the buffered losses are read: every ``log_every`` steps).
+        the buffered losses are read: every ``log_every`` steps). ``mode(model)`` runs after ``model.train()``
+        (e.g. dropout off for overfit_batch); ``on_step`` puts it back if it evaluates in between.
         """
         self.steplog.keep = True
         self.model.train()
+        if mode is not None:
+            mode(self.model)
         fixed = isinstance(batches, tuple)
         it = None if fixed else iter(batches)
         for _ in range(int(steps)):
