@@ -19,13 +19,13 @@ from workbench.ui.common import COLOR, STATUS_COLORS, STATUS_ICONS, View, backen
 from workbench.verdict import worst
 
 # the part II checks in recipe order: the first failing one is the "Next" action
-CHECK_ORDER = ("data_pipeline", "init_loss", "bias_init", "input_independent", "overfit_batch", "capacity",
-               "batch_dependency", "causality", "gradient_check", "regularization", "determinism",
+CHECK_ORDER = ("data_pipeline", "gradient_flow", "init_loss", "bias_init", "input_independent", "overfit_batch",
+               "capacity", "batch_dependency", "causality", "gradient_check", "regularization", "determinism",
                "architecture", "generalization")
-CHECK_STEP = {"data_pipeline": "II.10", "init_loss": "II.4", "bias_init": "II.5", "input_independent": "II.7",
-              "overfit_batch": "II.8", "capacity": "II.9", "batch_dependency": "II.12", "causality": "II.12",
-              "gradient_check": "G.1", "regularization": "L.2", "determinism": "II.1", "architecture": "III.M1",
-              "generalization": "L.3"}
+CHECK_STEP = {"data_pipeline": "II.10", "gradient_flow": "II.12", "init_loss": "II.4", "bias_init": "II.5",
+              "input_independent": "II.7", "overfit_batch": "II.8", "capacity": "II.9", "batch_dependency": "II.12",
+              "causality": "II.12", "gradient_check": "G.1", "regularization": "L.2", "determinism": "II.1",
+              "architecture": "III.M1", "generalization": "L.3"}
 
 
 @dataclass
