@@ -46,9 +46,11 @@ class Curves(Instrument):
         self.higher_is_better = getattr(ev.trainer.task, "higher_is_better", True)
 
     def on_steps_logged(self, ev) -> None:
-        for r in ev.records:
-            if r["step"] % self.every:
-                continue  # the instrument's cadence, counted in the run's steps
+        # the instrument's cadence, counted in the run's steps
+        self._add_steps(r for r in ev.records if r["step"] % self.every == 0)
+
+    def _add_steps(self, records) -> None:
+        for r in records:
             self._n_steps += 1
             if self._n_steps % self.stride:
                 continue
@@ -78,14 +80,7 @@ class Curves(Instrument):
         """The curves of a finished (or loaded) run, read from its metrics."""
         c = cls(**options)
         c.run_id = run.id
-        for r in run.step_records:
-            c._n_steps += 1
-            if c._n_steps % c.stride:
-                continue
-            c.push({"kind": "step", "step": r["step"], "epoch": r["epoch"], "loss": r["loss"],
-                    "data_loss": r["data_loss"], "reg_loss": r["reg_loss"], "n": c._n_steps})
-            if c._n_steps // c.stride >= c.max_points:
-                c._thin()
+        c._add_steps(run.step_records)
         for r in run.epoch_records:
             rec = {"kind": "epoch", **{k: r.get(k) for k in ("epoch", "step", "train_loss", "val_loss",
                                                              "train_metric", "val_metric", "lr")}}
