@@ -255,14 +255,11 @@ def test_walk_the_defect_demo_in_order(browser, server):
     # known: when a run starts in Live curves, BokehJS still logs "could not set initial ranges" about
     # three times (from about 190 in a walk before the plots waited for data); the cause is not found yet
     assert all(w.startswith("train: training:") for w in watch.warnings), watch.warnings[:3]
-    watch.check(allow=(FONT_HOST,), known_warnings=3)
+    watch.check(known_warnings=3)
     ctx.close()
 
 
-FONT_HOST = "fonts.googleapis.com"
 
-
-@pytest.mark.xfail(strict=True, reason="FastListTemplate links Open Sans from Google Fonts (workbench/ui/app.py)")
 def test_the_page_asks_no_other_host(browser, server):
     ctx = browser.new_context(viewport={"width": 1600, "height": 1000})
     page = ctx.new_page()
@@ -346,5 +343,5 @@ def test_a_folder_of_my_images_shows_its_findings_and_the_failed_runs_reason(bro
     shot(page, "my_images_failed_run.png")
     # the failed run's reason is on the page on purpose; the browser's own errors are not
     watch.errors = [e for e in watch.errors if "truncated" not in e]
-    watch.check(allow=(FONT_HOST,))
+    watch.check()
     ctx.close()

@@ -12,7 +12,25 @@ from workbench.ui.wizard import RecipeWizard
 
 CSS = """
 .wb-badge { font-family: sans-serif; }
+body, .bk-root { font-family: "Open Sans", "Helvetica Neue", Arial, sans-serif; }
 """
+
+
+def _no_web_font() -> None:
+    """The Fast design links Open Sans from Google Fonts in every served page; the app must render offline (or on
+    a closed network) and ask no host but its own, so the design's font resource is emptied (system sans-serif)."""
+    from panel.theme.fast import Fast
+
+    if Fast._resources.get("font"):
+        Fast._resources = {**Fast._resources, "font": {}}
+
+
+class OfflineTemplate(pn.template.FastListTemplate):
+    """FastListTemplate without its web font: the page asks no host but the app's."""
+
+    def __init__(self, **params):
+        _no_web_font()
+        super().__init__(**params)
 
 
 def create_app(session) -> pn.template.BaseTemplate:
@@ -21,7 +39,7 @@ def create_app(session) -> pn.template.BaseTemplate:
     install_exception_handler()
     wizard = RecipeWizard(session)
     export = ExportView(session)
-    template = pn.template.FastListTemplate(
+    template = OfflineTemplate(
         title="Recipe Workbench", header_background="#2f4f4f", sidebar_width=310, raw_css=[CSS],
         header=[session_label(session), export.download], theme_toggle=False)
     template.sidebar.append(wizard.stepper())
