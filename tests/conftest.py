@@ -1,5 +1,8 @@
 """Shared fixtures: the embedded digits data and sessions rooted in a temporary folder."""
 
+import os
+import shutil
+
 import pytest
 import torch
 
@@ -27,3 +30,29 @@ def mlp_session(digits, tmp_path):
 
     train, test = digits
     return wb.Session(wb.models.mlp, train, test, seed=0, root=tmp_path / "runs")
+
+
+# One Chromium for the whole run, shared by tests/browser and tests/notebooks: Playwright's sync API
+# runs an event loop in this thread, so a second one beside it (a fixture per folder) cannot start.
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture(scope="session")
+def chromium_path():
+    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+        if os.environ.get("WORKBENCH_REQUIRE_BROWSER"):
+            pytest.fail(f"WORKBENCH_REQUIRE_BROWSER is set but no Chromium at {CHROMIUM}")
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    return CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium_path, args=FLAGS)
+        yield b
+        b.close()

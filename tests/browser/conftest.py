@@ -1,7 +1,6 @@
 """The served app in a subprocess (``workbench serve --defects``) and Debian's Chromium through Playwright."""
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -10,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+from tests.conftest import CHROMIUM, FLAGS  # noqa: F401 - the browser tests import them from here
+
 ROOT = Path(__file__).resolve().parents[2]
 ASSETS = ROOT / "assets"
 ARTIFACTS = ROOT / "test-artifacts"
@@ -22,15 +20,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def chromium_path():
-    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
-        if os.environ.get("WORKBENCH_REQUIRE_BROWSER"):
-            pytest.fail(f"WORKBENCH_REQUIRE_BROWSER is set but no Chromium at {CHROMIUM}")
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    return CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
 
 
 @pytest.fixture(scope="session")
@@ -65,16 +54,6 @@ def server(tmp_path_factory, chromium_path):
     except subprocess.TimeoutExpired:
         proc.kill()
     log.close()
-
-
-@pytest.fixture(scope="session")
-def browser(chromium_path):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium_path, args=FLAGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture

@@ -148,11 +148,22 @@ def start_training(page, epochs: int) -> str:
     return re.search(r"run (\S+)", text(state)).group(1)
 
 
-def test_walk_the_defect_demo_in_order(browser, server):
+@pytest.fixture
+def fresh_server(tmp_path, chromium_path):
+    """The defect demo on a root of its own: the walk starts from nothing done (results live in the book on disk,
+    so the shared server of the other browser tests would already show their audit and checks)."""
+    from tests.browser.serving import served
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with served(["--defects", "--root", str(tmp_path / "runs")], ARTIFACTS / "serve-walk.log") as (url, _, _):
+        yield url
+
+
+def test_walk_the_defect_demo_in_order(browser, fresh_server):
     ctx = browser.new_context(viewport={"width": 1600, "height": 1000})
     page = ctx.new_page()
     watch = Watch(page)
-    page.goto(server, timeout=120_000)
+    page.goto(fresh_server, timeout=120_000)
     page.wait_for_selector(".wb-step-browse", timeout=120_000)
 
     open_step(page, "browse", watch=watch)

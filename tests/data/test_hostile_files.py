@@ -120,7 +120,7 @@ def test_decompression_bomb_is_refused_by_name_in_bounded_memory(folder):
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert len(got["corrupt"]) == 1 and "dog/bomb.png" in got["corrupt"][0]
     assert "12000x12000 = 144 M pixels exceeds the cap" in got["corrupt"][0]
-    assert got["peak_mib"] < 1200     # the libraries; decoding the bomb took 7.8 GB
+    assert got["peak_mib"] < 1536     # the libraries (torch alone is most of it); decoding the bomb took 7.8 GB
     with pytest.raises(wb.DataError, match=r"dog/bomb.png \(cannot be decoded .*exceeds the cap"):
         wb.datasets.image_folder(folder, size=8)
 

@@ -1,3 +1,1 @@
-"""The browser fixtures (Chromium through Playwright) for the JupyterLab test."""
-
-from tests.browser.conftest import browser, chromium_path  # noqa: F401 - fixtures
+"""The JupyterLab test uses the run's one Chromium (``browser`` and ``chromium_path`` in tests/conftest.py)."""

@@ -81,6 +81,8 @@ class Runner:
         self.history: list[Job] = []  # the last jobs, newest last (bounded)
         self._local = threading.local()
         self._guests: set[int] = set()
+        self._slot = threading.Lock()  # held while a job runs, on the worker or inline on its caller's thread
+        self._inline: threading.Thread | None = None
 
     # -- state the views read ---------------------------------------------------------------------
     @property
@@ -102,7 +104,7 @@ class Runner:
     def on_worker(self) -> bool:
         """True on the runner's own thread, or a thread a running job admitted (its work runs inline)."""
         t = threading.current_thread()
-        return t is self._thread or t.ident in self._guests
+        return t is self._thread or t is self._inline or t.ident in self._guests
 
     @contextlib.contextmanager
     def guest(self):
@@ -136,9 +138,22 @@ class Runner:
         return job
 
     def call(self, kind: str, fn: Callable, /, *args, **kwargs):
-        """Run ``fn`` as a job and wait for its result (inline when already on the runner's thread)."""
+        """Run ``fn`` as a job and wait for its result.
+
+        When nothing runs or waits, the job runs right here on the caller's thread (a notebook cell, a
+        script: the main thread keeps what it had before the runner existed, e.g. a kernel's widget
+        updates); otherwise it queues behind the running job. Work a job starts itself runs inline."""
         if self.on_worker():
             return fn(*args, **kwargs)
+        if self._queue.empty() and self._slot.acquire(blocking=False):
+            job = Job(kind, fn, args, kwargs)
+            self._inline = threading.current_thread()
+            try:
+                self._execute(job)
+            finally:
+                self._inline = None
+                self._slot.release()
+            return job.wait()
         return self.submit(kind, fn, *args, **kwargs).wait()
 
     # -- the worker -------------------------------------------------------------------------------
@@ -158,7 +173,8 @@ class Runner:
                         self._thread = None
                         return
                 continue
-            self._execute(job)
+            with self._slot:
+                self._execute(job)
 
     def _execute(self, job: Job) -> None:
         outer, outer_job = self.current, getattr(self._local, "job", None)
