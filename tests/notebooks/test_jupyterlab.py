@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.browser.conftest import ARTIFACTS, _free_port, text
+from tests.browser.conftest import ARTIFACTS, FLAGS, _free_port, text
 
 pytestmark = [pytest.mark.notebook, pytest.mark.browser]
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "workbench.ipynb"
@@ -82,7 +82,7 @@ def _prompts(page) -> list[str]:
     return [p.strip() for p in page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()]
 
 
-def test_the_wizard_draws_and_works_in_jupyterlab_offline(lab, browser):
+def test_the_wizard_draws_and_works_in_jupyterlab_offline(lab, browser, chromium_path):
     url, token = lab
     outside: list[str] = []
     phase = ["open"]
@@ -94,7 +94,9 @@ def test_the_wizard_draws_and_works_in_jupyterlab_offline(lab, browser):
         outside.append(f"{phase[0]}: {r.request.url}")
         return r.abort()
 
-    ctx = browser.new_context(viewport={"width": 1600, "height": 1000})
+    # a Chromium of its own (from the run's one Playwright): nothing left over from the app's browser tests
+    own = browser.browser_type.launch(executable_path=chromium_path, args=FLAGS)
+    ctx = own.new_context(viewport={"width": 1600, "height": 1000})
     page = ctx.new_page()
     page.route("**/*", route)
     errors: list[str] = []
@@ -145,3 +147,4 @@ def test_the_wizard_draws_and_works_in_jupyterlab_offline(lab, browser):
     assert outside == [], f"requests to other hosts: {outside[:5]}"
     assert errors == [], errors
     ctx.close()
+    own.close()

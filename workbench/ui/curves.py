@@ -243,7 +243,8 @@ class LiveCurves(LiveView):
         self.start_button.disabled = live
         self.stop_button.disabled = not live or run.stop_requested
         last = run.epoch_records[-1] if run.epoch_records else None
-        state = "training" if live else run.status
+        # a stop asked for stays "stopping" until the run has ended (the flush must not undo the click's answer)
+        state = ("stopping" if run.stop_requested else "training") if live else run.status
         text = f"run {run.id} · {state} · epoch {len(run.epoch_records)}/{total}"
         if last is not None:
             text += (f" · val loss {fmt(last['val_loss'])} · val {last.get('metric', 'metric')} "
