@@ -161,7 +161,8 @@ class Engine:
         """
         self.loader = loader
         self.steps_per_epoch = max(1, len(loader))
-        self.writer = CheckpointWriter(self.run) if (checkpoint and self.run is not None) else None
+        self.writer = (CheckpointWriter(self.run, background=self.device.type != "cpu")
+                       if (checkpoint and self.run is not None) else None)
         self._callback("on_run_start")
         if self.events:
             self.session.emit("run_start", run=self.run, trainer=self)
