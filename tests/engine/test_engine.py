@@ -228,3 +228,27 @@ class NaNAt(nn.Module):
             if self.calls == self.n:
                 return x * float("nan")
         return x
+
+
+class StopAt:
+    """A run callback that asks the run to stop after step ``n`` (a kill, minus the kill)."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def on_step_end(self, engine):
+        if engine.step == self.n:
+            engine.run.stop()
+
+
+def test_a_mid_epoch_checkpoint_resumes_to_the_uninterrupted_losses(digits, tmp_path):
+    train, test = digits
+    full = wb.Session(dropout_mlp, train, test, seed=0, root=tmp_path / "full").fit(epochs=2, checkpoint_every=10)
+    s = wb.Session(dropout_mlp, train, test, seed=0, root=tmp_path / "cut")
+    cut = s.fit(epochs=2, checkpoint_every=10, callbacks=[StopAt(35)])  # epoch 2 has begun (23 steps an epoch)
+    assert cut.status == "stopped"
+    names = sorted(p.name for p in cut.checkpoints(mid_epoch=True))
+    assert "step-00000030-epoch-0001.pt" in names
+    resumed = s.resume(cut.id, epochs=2)  # from step 30: the same data order, the first 7 batches of epoch 2 skipped
+    assert resumed.status == "completed"
+    assert _losses(resumed) == _losses(full)
