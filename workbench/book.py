@@ -1,9 +1,10 @@
 """The result Book: every result of the recipe, recorded by the session whoever asked, kept on disk.
 
 The audit (I.2), each sanity check by name (part II), the LR finder (B.1), the search (B.2/B.3),
-the diagnosis (B.4), comparisons (III.M3), ensembles and distillation (IV), the human baseline
-(II.6) and the chosen configuration are entries of one typed book. A notebook call, the CLI and a
-button in the app all go through the session, which records the result here; views only read it.
+the diagnosis and a run's interpretation (B.4), comparisons (III.M3), ensembles and distillation
+(IV), the human baseline (II.6) and the chosen configuration are entries of one typed book. A
+notebook call, the CLI and a button in the app all go through the session, which records the
+result here; views only read it.
 
 Each record emits ``result_done`` on the session's bus and is written as JSON (DataFrames through
 pandas' JSON, never pickle) under ``<root>/book/<data key>/``, so a new browser tab or a new
@@ -26,7 +27,7 @@ from workbench.store import atomic_write_json
 
 log = logging.getLogger("workbench.book")
 
-KINDS = ("audit", "checks", "lr_find", "search", "diagnosis", "compare", "ensemble", "distill",
+KINDS = ("audit", "checks", "lr_find", "search", "diagnosis", "compare", "interpretation", "ensemble", "distill",
          "human_baseline", "chosen_config")
 
 

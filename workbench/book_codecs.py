@@ -96,6 +96,17 @@ def _compare_in(d, session, path):
                       d["metric_name"], d["higher_is_better"], d["recipe"])
 
 
+def _interpretation_out(r):
+    return {"run_id": r.run_id, "split": r.split, "classes": list(r.classes), "table": frame_out(r.table),
+            "recipe": r.recipe}
+
+
+def _interpretation_in(d, session, path):
+    from workbench.interpret import Interpretation
+
+    return Interpretation(d["run_id"], d["split"], list(d["classes"]), frame_in(d["table"]), d["recipe"])
+
+
 def _ensemble_out(r):
     return {**jsonable({k: v for k, v in r.to_dict().items() if k not in ("members", "gains")}),
             "members": frame_out(r.members), "gains": frame_out(r.gains),
@@ -152,6 +163,7 @@ CODECS: dict[str, Codec] = {
     "search": Codec(_search_out, lambda v, s, p: frame_in(v)),
     "diagnosis": Codec(_no_dir(_diag_out), _diag_in),
     "compare": Codec(_no_dir(_compare_out), _compare_in),
+    "interpretation": Codec(_no_dir(_interpretation_out), _interpretation_in),
     "ensemble": Codec(_no_dir(_ensemble_out), _ensemble_in),
     "distill": Codec(_no_dir(_distill_out), _distill_in),
     "human_baseline": Codec(_plain_out, _plain_in),

@@ -411,6 +411,15 @@ class Session:
             run = last_user_run(self, completed=False) or self.last_run
         return self.book.record("diagnosis", diagnose(self, run, **options))
 
+    def interpret(self, run=None, split: str | None = None):
+        """The confusion matrix and top losses of a finished run on the evaluation split (recipe B.4, I.2);
+        the last completed run you trained by default."""
+        from workbench.chosen import last_user_run
+        from workbench.interpret import interpret
+
+        run = self.run(run) if run is not None else last_user_run(self)
+        return self.book.record("interpretation", interpret(self, run, split))
+
     def compare(self, run_a, run_b):
         """Configuration diff and metric deltas of two runs (recipe III.M3)."""
         from workbench.tune.compare import compare

@@ -386,6 +386,15 @@ class RunStore:
             return []
         return sorted(p.name for p in self.root.iterdir() if (p / "config.json").exists())
 
+    def statuses(self) -> dict[str, str]:
+        """Each run's status from its status.json alone (no metrics read): cheap enough for a page's stepper."""
+        out = {}
+        for rid in self.ids():
+            status = self._read_status(self.root / rid)
+            alive = status.get("status") != "running" or owner_alive(status.get("pid"), status.get("pid_start"))
+            out[rid] = status["status"] if alive else "interrupted"
+        return out
+
     def table(self, live: dict | None = None) -> pd.DataFrame:
         """One row per run on disk: id, status, epochs, last metrics and the main config values.
 

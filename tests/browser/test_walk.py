@@ -63,16 +63,15 @@ class Watch:
         elif msg.type == "warning" and "bokeh" in msg.text.lower():
             self.warnings.append(f"{self.where}: {msg.text}")
 
-    def check(self, allow=(), known_warnings=0):
-        """No request to another host (but the hosts in ``allow``), no console error, no Bokeh warning
-        (beyond ``known_warnings`` of them, each named where the walk allows it)."""
+    def check(self, allow=()):
+        """No request to another host (but the hosts in ``allow``), no console error, no Bokeh warning."""
         outside = [u for u in self.outside if urlparse(u).hostname not in allow]
         errors = [e for e in self.errors if not any(host in e for host in allow) and "ERR_NAME_NOT_RESOLVED" not in e
                   or not allow]
         problems = [f"requests to other hosts: {outside[:5]}"] if outside else []
         problems += [f"console errors: {errors[:5]}"] if errors else []
         steps = sorted({w.split(":")[0] for w in self.warnings})
-        if len(self.warnings) > known_warnings:
+        if self.warnings:
             problems.append(f"{len(self.warnings)} Bokeh warnings in {steps}, e.g. {self.warnings[:3]}")
         assert not problems, "\n".join(problems)
 
@@ -188,6 +187,7 @@ def test_walk_the_defect_demo_in_order(browser, fresh_server):
         if key == "batch":  # the checks' screenshot is test_app's (assets/checks.png)
             shot(page, "step_batch.png")
     wait_status(page, "checks", "○")  # nothing ran: the step is not done by being visited
+    wait_status(page, "runs", "○")  # no finished run to put side by side yet
 
     open_step(page, "tune", watch=watch)
     wait_status(page, "tune", "○")
@@ -235,6 +235,7 @@ def test_walk_the_defect_demo_in_order(browser, fresh_server):
     shot(page, "step_diagnose.png")
 
     open_step(page, "runs", watch=watch)
+    wait_status(page, "runs", "✔")  # two search trials and two runs: side by side is possible and shown
     page.locator(".wb-runs-refresh button").first.click()
     page.wait_for_timeout(1000)
     assert_plots_drawn(page, "runs")
@@ -242,10 +243,12 @@ def test_walk_the_defect_demo_in_order(browser, fresh_server):
     shot(page, "step_runs.png")
 
     open_step(page, "interpret", watch=watch)
+    wait_status(page, "interpret", "○")
     page.locator(".wb-interpret-run button").first.click()
     summary = page.locator(".wb-interpret-summary").first
     wait_for(lambda: "accuracy" in text(summary), 60, summary)
     assert second in text(summary)
+    wait_status(page, "interpret", "✔")  # recorded in the book once the matrix is drawn
     assert_plots_drawn(page, "interpret")
     assert_fits(page, "interpret")
     shot(page, "step_interpret.png")
@@ -262,12 +265,9 @@ def test_walk_the_defect_demo_in_order(browser, fresh_server):
     open_step(page, "export", watch=watch)
     wait_status(page, "ensembles", "✔")  # the stepper is redrawn at the latest on the next step
     assert_fits(page, "export")
-    # the page template's web font is the one request to another host left (ui/app.py, see
-    # test_the_page_asks_no_other_host); everything the views load is the app's own
-    # known: when a run starts in Live curves, BokehJS still logs "could not set initial ranges" about
-    # three times (from about 190 in a walk before the plots waited for data); the cause is not found yet
-    assert all(w.startswith("train: training:") for w in watch.warnings), watch.warnings[:3]
-    watch.check(known_warnings=3)
+    # no request to another host (the template's web font is dropped, see test_the_page_asks_no_other_host),
+    # no console error and not one Bokeh warning (a walk logged about 190 before the plots waited for data)
+    watch.check()
     ctx.close()
 
 

@@ -105,3 +105,27 @@ def test_bad_teacher_and_student_are_refused(mlp_session):
         distill(mlp_session, "no-such-run")
     with pytest.raises(wb.ModelError, match="10 classes"):
         distill(mlp_session, wb.models.mlp(), student=wb.models.mlp(num_classes=3))
+
+
+def test_real_valued_sequences_average_and_distill_like_regression(tmp_path):
+    """A forecaster (task="sequence" with real-valued targets) ensembles by its mean prediction and
+    distils by MSE to the teacher, never through a softmax over its one output channel."""
+    from tests.zoo import data, other
+
+    train, test = data.sines()
+    s = wb.Session(other.tcn, train, test, seed=0, root=tmp_path, task="sequence")
+    assert s.task.name == "sequence" and s.task.real_valued
+    res = s.ensemble("seeds", n=2, epochs=2, lr=3e-3)
+    ens = res.module
+    assert ens.real_valued
+    x = test.tensors[0][:8] if hasattr(test, "tensors") else torch.stack([test[i][0] for i in range(8)])
+    with torch.no_grad():
+        mean = torch.stack([m(x) for m in ens.members]).mean(0)
+        assert torch.allclose(ens(x), mean)
+    with pytest.raises(EnsembleError, match="real-valued"):
+        ens.probs(x)
+    # the ensemble's mse is the mse of the mean prediction: a softmax over one channel would give a constant 1.0
+    assert res.metric < res.members["metric"].max()
+    out = s.distill(ens, epochs=2, lr=3e-3, alpha=0.5, repeats=1)
+    distilled = out.row("distilled")["metric"]
+    assert math.isfinite(distilled) and distilled < 0.5

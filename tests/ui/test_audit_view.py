@@ -30,4 +30,5 @@ def test_audit_of_the_defect_demo_flags_the_planted_duplicates(digits, tmp_path)
     assert "Not audited" not in view._summary[0].object
     # the model that judged the labels is named with its held-out accuracy (I.2)
     judge = view._summary[1].object
-    assert judge.startswith("Labels judged by: ") and "held-out accuracy" in judge
+    assert judge.startswith("<b>Labels judged by:</b> ") and "held-out accuracy" in judge
+    assert view.stage == ""  # no stage name left beside the button once the audit is done

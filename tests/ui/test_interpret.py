@@ -9,7 +9,7 @@ import workbench as wb
 from workbench.errors import WorkbenchError
 from workbench.ui.common import ERRORS
 from workbench.ui.interpret import InterpretView, predictions, top_losses
-from workbench.ui.wizard import RecipeWizard
+from workbench.ui.wizard import RecipeWizard, next_action, step_status
 
 
 @pytest.fixture
@@ -78,3 +78,39 @@ def test_no_run_and_a_regression_task_are_clear_errors(make_small_session, digit
     reg = wb.Session(wb.models.mlp, (x, x.sum(1, keepdim=True)), None, task="regression", seed=0, root=tmp_path / "r")
     with pytest.raises(WorkbenchError, match="classification"):
         predictions(reg, torch.nn.Linear(4, 1))
+
+
+def test_interpretation_is_recorded_in_the_book_and_survives_a_reload(trained, make_small_session):
+    session, run = trained
+    assert step_status(session, "interpret") == "not run"
+    only = [st for st in RecipeWizard(session).steps if st.key == "interpret"]
+    assert next_action(session, only)[0] == "interpret" and "confusion matrix" in next_action(session, only)[1]
+    it = session.interpret()  # the last completed run by default
+    assert it.run_id == run.id and it.n == 360 and session.book.get("interpretation") is it
+    cm = it.matrix
+    assert cm.sum() == 360 and int(np.trace(cm)) == 360 - it.wrong
+    assert it.accuracy == pytest.approx((it.table["label"] == it.table["pred"]).mean())
+    assert step_status(session, "interpret") == "pass" and next_action(session, only)[0] == "export"
+    # a new session on the same root and data (a reloaded page) reads it back and the view shows it at once
+    again = make_small_session(wb.models.mlp)
+    back = again.book.get("interpretation")
+    assert back.run_id == run.id and back.table[["label", "pred"]].equals(it.table[["label", "pred"]])
+    assert np.allclose(back.table["loss"], it.table["loss"])
+    view = InterpretView(again)
+    assert view.run_id == run.id and sum(view.cm_source.data["count"]) == 360 and len(view.shown) == 16
+    assert step_status(again, "interpret") == "pass"
+    from workbench.ui.export import report_html
+
+    page = report_html(again)
+    assert "Confusion matrix and top losses" in page and f"{360 - it.wrong} of 360" not in page
+    assert f"{it.wrong} of 360 wrong" in page
+
+
+def test_the_runs_step_is_done_with_two_finished_runs(small_session):
+    assert step_status(small_session, "runs") == "not run"
+    small_session.fit(epochs=1, lr=1e-2)
+    assert step_status(small_session, "runs") == "partial"
+    assert next_action(small_session, [s for s in RecipeWizard(small_session).steps if s.key == "runs"])[0] == "runs"
+    small_session.fit(epochs=1, lr=3e-3)
+    assert step_status(small_session, "runs") == "pass"
+    assert set(small_session.store.statuses().values()) == {"completed"}

@@ -41,7 +41,7 @@ def distillation_loss(student_out: torch.Tensor, teacher_soft: torch.Tensor, y: 
                       temperature: float, alpha: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(total, soft, hard) losses. ``teacher_soft``: softened probabilities (classification) or predictions."""
     hard = task.data_loss(student_out, y)
-    if task.name == "regression":
+    if task.real_valued:
         soft = F.mse_loss(student_out, teacher_soft)
     else:
         c = student_out.shape[-1]
@@ -206,9 +206,9 @@ class PartMeans:
 
 def _soft_targets(teacher: nn.Module, x, T: float, task) -> torch.Tensor:
     if isinstance(teacher, Ensemble):
-        return teacher(x) if task.name == "regression" else teacher.probs(x, temperature=T)
+        return teacher(x) if task.real_valued else teacher.probs(x, temperature=T)
     out = teacher(x)
-    return out if task.name == "regression" else F.softmax(out / T, dim=-1)
+    return out if task.real_valued else F.softmax(out / T, dim=-1)
 
 
 # ------------------------------------------------------------------------------------------- resolving

@@ -54,6 +54,8 @@ class Ensemble(nn.Module):
                 raise EnsembleError(f"ensemble member {i} is a {type(m).__name__}, not an nn.Module")
         self.members = nn.ModuleList(members)
         self.task = getattr(task, "name", task)
+        # real-valued sequences average like regression: a task object says so, a bare name only for "regression"
+        self.real_valued = bool(getattr(task, "real_valued", self.task == "regression"))
         self.eval()  # an ensemble is for prediction: BatchNorm running statistics, no dropout
 
     def __len__(self) -> int:
@@ -71,12 +73,13 @@ class Ensemble(nn.Module):
 
     def probs(self, x: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
         """Mean of the members' softmax(logits / temperature) over the last dimension (IV.1)."""
-        if self.task == "regression":
-            raise EnsembleError("a regression ensemble has no probabilities; call the module for its mean prediction")
+        if self.real_valued:
+            raise EnsembleError(f"a {self.task} ensemble with real-valued targets has no probabilities; call the "
+                                "module for its mean prediction")
         return torch.stack([F.softmax(o / temperature, dim=-1) for o in self.member_outputs(x)]).mean(0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.task == "regression":
+        if self.real_valued:
             return torch.stack(self.member_outputs(x)).mean(0)
         return self.probs(x).clamp_min(_TINY).log()
 
@@ -207,10 +210,10 @@ def score(session, module: Ensemble, kind: str = "models", run_ids=None, sources
                     sc, cnt = task.score(out, y)
                     m_loss[i] += loss_i
                     m_score[i] += sc
-                    part = out if task.name == "regression" else F.softmax(out, dim=-1)
+                    part = out if task.real_valued else F.softmax(out, dim=-1)
                     running = part if running is None else running + part
                     combined = running / (i + 1)
-                    if task.name != "regression":
+                    if not task.real_valued:
                         combined = combined.clamp_min(_TINY).log()  # log of the mean probability (see Ensemble)
                     k_loss[i] += float(task.data_loss(combined, y)) * len(y)
                     k_score[i] += task.score(combined, y)[0]

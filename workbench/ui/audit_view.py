@@ -5,9 +5,12 @@ The audit's issues then appear as filters in the DataBrowser (duplicate sets sid
 
 from __future__ import annotations
 
+import html
+
 import pandas as pd
 import panel as pn
 import param
+from bokeh.models.widgets.tables import NumberFormatter
 
 from workbench.ui.common import Background, LiveView, button, describe_error, guarded, notify_error, notify_info
 
@@ -66,6 +69,7 @@ class AuditView(LiveView):
             self.running = False
             self.button.disabled = False
             self.progress.visible = False
+            self.stage = ""  # the last stage's name must not linger beside the button as if it were a link
             if kind == "error":
                 notify_error(f"the audit failed: {describe_error(value)}")
             else:
@@ -85,9 +89,15 @@ class AuditView(LiveView):
                                              "Open *Browse the data* and filter by audit issue to see them; "
                                              "duplicate sets are shown side by side."),
                             # which model judged the labels, and how well it does on labels it did not see
-                            pn.pane.Str(f"Labels judged by: {judge}", css_classes=["wb-audit-label-model"]),
-                            pn.widgets.Tabulator(summary, disabled=True, show_index=False, height=330,
-                                                 css_classes=["wb-audit-summary"])]
+                            pn.pane.HTML(f"<b>Labels judged by:</b> {html.escape(str(judge))}",
+                                         css_classes=["wb-audit-label-model"], sizing_mode="stretch_width",
+                                         styles={"overflow-wrap": "anywhere"}),
+                            # every row shown (no inner scroll hiding the last issues) and the rules wrapped
+                            pn.widgets.Tabulator(summary, disabled=True, show_index=False, layout="fit_columns",
+                                                 sizing_mode="stretch_width", css_classes=["wb-audit-summary"],
+                                                 widths={"issue": 140, "count": 70, "share": 80, "threshold": 90},
+                                                 formatters={"rule": {"type": "textarea"},
+                                                             "share": NumberFormatter(format="0.00%")})]
 
     def __panel__(self):
         self.start_updates()

@@ -183,12 +183,25 @@ class LiveView(View):
 
     def start_updates(self, period: int = FLUSH_MS) -> None:
         if self._periodic is None:
-            self._periodic = pn.state.add_periodic_callback(self._safe_flush, period=period)
+            self._periodic = quiet_periodic(self._safe_flush, period)
 
     def stop_updates(self) -> None:
         if self._periodic is not None:
             self._periodic.stop()
             self._periodic = None
+
+
+def quiet_periodic(callback, period: int):
+    """A periodic callback on the document's loop that leaves the page's busy spinner alone.
+
+    Panel counts every periodic callback as busy unless it is a background one, so the views' refresh
+    ticks (every 500 ms) kept the spinner turning on an idle page; a click's own work still shows.
+    """
+    from panel.io.callbacks import PeriodicCallback
+
+    cb = PeriodicCallback(callback=callback, period=period, background=True)
+    cb.start()
+    return cb
 
 
 def to_numpy_images(x: torch.Tensor) -> np.ndarray:

@@ -75,6 +75,19 @@ def _diagnosis_section(session) -> str:
             f"<th>what the curves show</th><th>advice</th><th>evidence</th></tr>{rows}</table>")
 
 
+def _interpretation_section(session) -> str:
+    it = session.book.get("interpretation")
+    if it is None:
+        return "<p>No run interpreted yet (recipe B.4).</p>"
+    names = it.classes
+    top = it.top_losses(10)
+    top = pd.DataFrame({"example": [f"{s} #{int(i)}" for s, i in zip(top["split"], top["index"], strict=True)],
+                        "label": [names[int(v)] for v in top["label"]],
+                        "prediction": [names[int(v)] for v in top["pred"]],
+                        "p(prediction)": top["p_pred"].round(3), "loss": top["loss"].round(3)})
+    return f"<p>{html.escape(it.summary())}. The top losses:</p>" + _table(top)
+
+
 def _chosen_section(session) -> str:
     c = session.chosen_config()
     keys = ("lr", "epochs", "optimizer", "weight_decay", "batch_size")
@@ -172,6 +185,7 @@ h2{{border-bottom:2px solid #2f4f4f}}</style>
 <h3>Search (B.2, B.3)</h3>{_search_section(session)}
 <h3>Chosen configuration</h3>{_chosen_section(session)}
 <h3>Diagnosis (B.4)</h3>{_diagnosis_section(session)}
+<h3>Confusion matrix and top losses (B.4, I.2)</h3>{_interpretation_section(session)}
 <h3>Runs</h3>{runs_html}
 <h2>IV · Squeeze out the juice</h2>{_part_iv_section(session)}
 {script}

@@ -3,7 +3,8 @@
 The examples the model gets most wrong are either hard or mislabelled (I.2: "corrupted labels"); each
 is shown with its prediction, its label and its loss, and can be marked there and then to be
 excluded or relabelled in the data browser's marks. A click on a cell of the matrix shows the top
-losses of that (label, prediction) pair. The evaluation runs off the page's thread.
+losses of that (label, prediction) pair. The evaluation (``session.interpret``, workbench/interpret.py)
+runs off the page's thread and is recorded in the session's book, so a reload shows it again.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ import pandas as pd
 import panel as pn
 import param
 import torch
-import torch.nn.functional as F
 from bokeh.models import ColumnDataSource, LinearColorMapper
 from bokeh.palettes import Blues256
 from bokeh.plotting import figure
 from sklearn.metrics import confusion_matrix
 
 from workbench.errors import WorkbenchError
+from workbench.interpret import class_names, predictions, require_classes, top_losses  # noqa: F401 - public here
 from workbench.ui.common import (
     Background,
     LiveView,
@@ -33,41 +34,6 @@ from workbench.ui.common import (
     notify_info,
     to_numpy_images,
 )
-
-
-@torch.no_grad()
-def predictions(session, model, split: str | None = None) -> pd.DataFrame:
-    """Every example of ``split`` (default: the evaluation split): label, prediction, its probability, loss."""
-    if session.task.name != "classification":
-        raise WorkbenchError(f"the confusion matrix and top losses are for classification; this session's task "
-                             f"is {session.task.name!r}")
-    split = split or session.eval_split
-    was = model.training
-    model.eval()  # eval mode: batch-norm statistics and dropout as at evaluation
-    rows = []
-    try:
-        for x, y in session.loader(split, shuffle=False):
-            out = model(x.to(session.device)).float().cpu()
-            rows.append((y.cpu(), out.softmax(1), F.cross_entropy(out, y.cpu(), reduction="none")))
-    finally:
-        model.train(was)
-    y = torch.cat([r[0] for r in rows])
-    p = torch.cat([r[1] for r in rows])
-    loss = torch.cat([r[2] for r in rows])
-    conf, pred = p.max(1)
-    return pd.DataFrame({"split": split, "index": np.arange(len(y)), "label": y.numpy(), "pred": pred.numpy(),
-                         "p_pred": conf.numpy(), "p_label": p[torch.arange(len(y)), y].numpy(),
-                         "loss": loss.numpy()})
-
-
-def top_losses(table: pd.DataFrame, k: int = 16, label: int | None = None, pred: int | None = None) -> pd.DataFrame:
-    """The ``k`` examples with the highest loss, optionally those with one label and one prediction."""
-    sel = table
-    if label is not None:
-        sel = sel[sel["label"] == label]
-    if pred is not None:
-        sel = sel[sel["pred"] == pred]
-    return sel.sort_values(["loss", "index"], ascending=[False, True]).head(k).reset_index(drop=True)
 
 
 class InterpretView(LiveView):
@@ -85,7 +51,7 @@ class InterpretView(LiveView):
         self.table: pd.DataFrame | None = None
         self.cell: tuple[int, int] | None = None
         self.shown = pd.DataFrame()
-        self.names = [str(c) for c in (getattr(session.train, "classes", None) or range(session.num_classes or 0))]
+        self.names = class_names(session)
         self._work = Background("workbench-interpret")
         self.cm_source = ColumnDataSource({"label": [], "pred": [], "count": [], "text": [], "share": []})
         self.cm_fig = self._matrix_figure()
@@ -103,6 +69,10 @@ class InterpretView(LiveView):
         self._runs_changed = False
         self._handle = session.on("run_end", self._on_run_end)
         self.refresh_runs()
+        done = session.book.get("interpretation")
+        if done is not None and done.run_id in self.param.run_id.objects and done.classes == self.names:
+            self.run_id = done.run_id  # the workspace survives a reload: the book's interpretation is shown
+            self.show(done.table)
 
     def _on_run_end(self, event) -> None:
         self._runs_changed = True  # a training thread: the run list is refreshed by flush
@@ -132,26 +102,19 @@ class InterpretView(LiveView):
         if self.run_id not in ids:
             self.run_id = ids[-1] if ids else None
 
-    def _model(self):
-        run = self.session.run(self.run_id) if self.run_id else self.session.last_run
-        if run is None:
-            raise WorkbenchError("no finished run to interpret: train one first (Live curves)")
-        model = getattr(run, "model", None)
-        if model is None:  # a run from an earlier process: its last checkpoint
-            model = self.session.load_run(run.id).model
-        if model is None:
-            raise WorkbenchError(f"run {run.id} kept no weights (no checkpoint): train it again in this session")
-        return run, model
-
     @guarded
     def start(self):
-        """Evaluate the chosen run's model on the evaluation split in a background thread."""
+        """Interpret the chosen run (``session.interpret``) on the evaluation split in a background thread."""
         if self.running:
             return
-        run, model = self._model()
+        require_classes(self.session)
+        run = self.session.run(self.run_id) if self.run_id else None
+        if run is None:
+            raise WorkbenchError("no finished run to interpret: train one first (Live curves)")
         self.running, self.button.disabled = True, True
-        self._summary.object = f"evaluating run {html.escape(run.id)} on the {self.session.eval_split} split …"
-        self._work.start(lambda: predictions(self.session, model))
+        self._summary.object = (f"evaluating run {html.escape(run.id)} on the "
+                                f"{html.escape(self.session.eval_split)} split …")
+        self._work.start(lambda: self.session.interpret(run))
 
     def wait(self, timeout=None) -> None:
         self._work.join(timeout)
@@ -170,7 +133,7 @@ class InterpretView(LiveView):
             self._summary.object = f"<span style='color:#c62828'>{html.escape(describe_error(value))}</span>"
             notify_error(f"interpretation failed: {describe_error(value)}")
             return
-        self.show(value)
+        self.show(value.table)
 
     def show(self, table: pd.DataFrame) -> None:
         """Draw the matrix and the top losses of ``table`` (from :func:`predictions`)."""

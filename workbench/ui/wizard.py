@@ -15,7 +15,17 @@ import panel as pn
 import param
 
 from workbench.chosen import last_user_run
-from workbench.ui.common import COLOR, STATUS_COLORS, STATUS_ICONS, View, backend, button, guarded, human_baseline_of
+from workbench.ui.common import (
+    COLOR,
+    STATUS_COLORS,
+    STATUS_ICONS,
+    View,
+    backend,
+    button,
+    guarded,
+    human_baseline_of,
+    quiet_periodic,
+)
 from workbench.verdict import worst
 
 # the part II checks in recipe order: the first failing one is the "Next" action
@@ -56,6 +66,8 @@ STEPS = (
          ("EnsembleView",)),
     Step("export", "·", "Export the report", "", (), ("ExportView",)),
 )
+# a step's label reads as a list item: left-aligned, wrapped onto a second line rather than cut at the edge
+STEP_CSS = ".bk-btn { text-align: left; white-space: normal; overflow-wrap: anywhere; height: auto; }"
 PARTS = {"I": "I · Become one with the data", "II": "II · Skeleton and sanity checks",
          "III": "III · Iterate on the model", "IV": "IV · Squeeze out the juice", "·": "Report"}
 
@@ -118,9 +130,18 @@ def step_status(session, key: str, selected=None) -> str:
         if diag is None:
             return "not run"
         return worst(f.status for f in diag.findings if f.status != "skip") or "pass"
+    if key == "runs":  # side by side needs two finished runs (a search's trials count)
+        n = _finished_runs(session)
+        return "pass" if n >= 2 else "partial" if n == 1 else "not run"
+    if key == "interpret":
+        return "pass" if book.has("interpretation") else "not run"
     if key == "ensembles":
         return "pass" if book.has("ensemble") else "not run"
     return "not run"
+
+
+def _finished_runs(session) -> int:
+    return sum(s in ("completed", "stopped") for s in session.store.statuses().values())
 
 
 def _checks_status(verdicts: dict, wanted) -> str:
@@ -159,6 +180,9 @@ def next_action(session, steps=None, selected=None) -> tuple[str, str]:
         "train": "Train and watch the loss and accuracy curves (P.1, P.2).",
         "instruments": "Attach the instruments: first-layer filters, wiggle, update ratio (P.3-P.5, II.11).",
         "diagnose": "Diagnose the last run's curves: over- or underfitting, plateau, divergence (B.4).",
+        "runs": "Train a second run that changes one thing and put the runs side by side (B.2-B.6, III.M3).",
+        "interpret": "Interpret the last run: its confusion matrix and top losses show hard or mislabelled "
+                     "examples (B.4, I.2).",
         "ensembles": "Squeeze out the juice: an ensemble of seeds or an EMA of the weights (IV).",
     }
     for key in keys:
@@ -227,7 +251,7 @@ class RecipeWizard(View):
                     part = s.part
                     items.append(pn.pane.HTML(f"<b>{html.escape(PARTS[part])}</b>", margin=(10, 5, 0, 5)))
                 step_b = pn.widgets.Button(label=s.title, width=270, margin=(2, 5), css_classes=[f"wb-step-{s.key}"],
-                                           align="start")
+                                           align="start", stylesheets=[STEP_CSS])
                 step_b.on_click(lambda e, k=s.key: self.go(k))
                 self._step_buttons[s.key] = step_b
                 items.append(step_b)
@@ -294,7 +318,7 @@ class RecipeWizard(View):
 
     def start_updates(self) -> None:
         if self._periodic is None:
-            self._periodic = pn.state.add_periodic_callback(self.tick, period=500)
+            self._periodic = quiet_periodic(self.tick, 500)
 
     def __panel__(self):
         self.start_updates()
