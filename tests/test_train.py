@@ -151,6 +151,28 @@ def test_early_stopping_restores_best_weights(digits, tmp_path):
     from workbench.train import evaluate
 
     assert evaluate(s, run.model)["loss"] == pytest.approx(best, rel=1e-5)
+    assert bool(stop.restored) and stop.best_epoch < len(m)
+    # read back from disk (a new session, e.g. after a restart): no weights loaded until asked for, then the
+    # best epoch's, the weights the live run ended with, not the last checkpoint's
+    again = wb.Session(wb.models.mlp, train, test, root=tmp_path).run(run.id)
+    assert again.model_loader is not None and again._model is None
+    assert evaluate(s, again.model)["loss"] == pytest.approx(best, rel=1e-5)
+    assert again.model is again.model  # loaded once, kept by that Run
+    last = s.load_run(run.id, checkpoint=again.checkpoints()[-1]).model
+    assert evaluate(s, last)["loss"] == pytest.approx(m.val_loss.iloc[-1], rel=1e-5)
+
+
+def test_a_run_read_from_disk_loads_its_weights_when_first_asked(digits, tmp_path):
+    train, test = small(digits, 64)
+    s = wb.Session(wb.models.mlp, train, test, root=tmp_path)
+    run = s.fit(epochs=2, lr=1e-2)
+    bare = s.fit(epochs=1, lr=1e-2, checkpoint=False)
+    x = test.X[:16]
+    back = s.run(run.id)  # finished: read from disk, the run's live module is not kept by the session
+    assert back is not run and back._model is None
+    with torch.no_grad():
+        assert torch.equal(back.model.eval()(x), run.model.eval()(x))
+    assert s.run(bare.id).model is None  # no checkpoint: nothing to load, and no error
 
 
 def test_schedules_and_optimizers(digits, tmp_path):

@@ -344,18 +344,31 @@ class Session:
         if not isinstance(run, str):
             raise RunError(f"expected a Run or a run id, got {type(run).__name__}",
                            fix="pass a Run or an id from session.runs()")
-        return self._live_runs.get(run) or self.store.load(run)
+        live = self._live_runs.get(run)
+        if live is not None:
+            return live
+        loaded = self.store.load(run)
+        loaded.model_loader = self._weights  # ``run.model`` reads the weights only when asked (memory)
+        return loaded
 
     def load_run(self, run_id: str, checkpoint=None) -> Run:
         """A run from disk with its metrics, and its weights loaded into ``run.model``."""
         run = self.store.load(run_id)
-        if run.checkpoints():
-            state = run.load_checkpoint(checkpoint)
-            model = self.new_model(**run.config.get("model_kwargs", {}))
-            validate.checkpoint_fits(model, state, run_id)
-            model.load_state_dict(state["model"])
-            run.model = model
+        run.model = self._weights(run, checkpoint)
         return run
+
+    def _weights(self, run: Run, checkpoint=None):
+        """A fresh model holding ``run``'s checkpoint, or None when it has none. By default the weights the
+        run ended with: the last checkpoint, or the best epoch's when early stopping restored it."""
+        if not run.checkpoints():
+            return None
+        if checkpoint is None:
+            checkpoint = _restored_checkpoint(run)
+        state = run.load_checkpoint(checkpoint)
+        model = self.new_model(**run.config.get("model_kwargs", {}))
+        validate.checkpoint_fits(model, state, run.id)
+        model.load_state_dict(state["model"])
+        return model
 
     # ------------------------------------------------------------------------------- later parts
     # Each call below records its result in the session's book (workbench/book.py), whoever asked:
@@ -500,3 +513,12 @@ def _seed_worker(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
+
+
+def _restored_checkpoint(run: Run):
+    """The best epoch's checkpoint when early stopping put its weights back at the end, else None."""
+    stop = next((r for r in reversed(run.extra_records) if r.get("kind") == "early_stop"), None)
+    if not stop or not stop.get("restored"):
+        return None
+    path = run.dir / "checkpoints" / f"epoch-{int(stop['best_epoch']):04d}.pt"
+    return path if path.exists() else None

@@ -75,7 +75,22 @@ class Run:
         self._stop = threading.Event()
         self.thread: threading.Thread | None = None
         self.error: str | None = None
-        self.model = None  # the trained module while this process holds it
+        self._model = None  # the trained module while this process holds it
+        # set by the session for a run read from disk: loads the last checkpoint's weights when first asked
+        self.model_loader = None
+
+    @property
+    def model(self):
+        """The trained module: the live one while this process holds it, else (a finished run read from
+        disk) the last checkpoint's weights, loaded on first use and kept by this Run object."""
+        if self._model is None and self.model_loader is not None and self.status != "running":
+            loader, self.model_loader = self.model_loader, None  # one try: a run without weights stays None
+            self._model = loader(self)
+        return self._model
+
+    @model.setter
+    def model(self, module) -> None:
+        self._model = module
 
     # -- status ---------------------------------------------------------------------------------
     @property

@@ -4,6 +4,7 @@ no host sync per step; each job's own random stream; finished runs let go; a typ
 import ast
 import gc
 import pathlib
+import shutil
 import threading
 
 import psutil
@@ -198,6 +199,27 @@ def test_bf16_and_channels_last_train_and_evaluate(digits, tmp_path):
     assert abs(bf.metrics.val_metric.iloc[-1] - ref.metrics.val_metric.iloc[-1]) < 0.05
     with pytest.raises(wb.WorkbenchError, match="precision must be one of"):
         s.fit(epochs=1, precision="int8")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="torch.compile on a CPU needs a C compiler")
+def test_a_compiled_run_matches_the_eager_one_and_checkpoints_the_plain_module(digits, tmp_path):
+    train, test = digits
+    s = wb.Session(wb.models.tiny_cnn, train, test, seed=0, root=tmp_path)
+    eager = s.fit(epochs=1, lr=1e-3)
+    compiled = s.fit(epochs=1, lr=1e-3, compile=True)
+    assert compiled.status == "completed" and compiled.config["compile"] is True
+    # the compiled forward computes the same function; kernels fuse differently, so equal to about 1e-4
+    a, b = eager.steps.data_loss.to_numpy(), compiled.steps.data_loss.to_numpy()
+    assert len(a) == len(b) == 23 and abs(a - b).max() < 1e-3
+    # what instruments, views and checkpoints see is the plain module, not the compiled wrapper
+    assert type(compiled.model) is type(eager.model)
+    state = compiled.load_checkpoint()["model"]
+    assert not any(k.startswith("_orig_mod") for k in state)
+    back = s.run(compiled.id).model  # loads into a fresh, uncompiled model
+    x = test.X[:8]
+    with torch.no_grad():
+        assert torch.allclose(back.eval()(x), compiled.model.eval()(x), atol=1e-6)
 
 
 def test_step_losses_are_read_in_batches_and_divergence_keeps_its_exact_step(digits, tmp_path):

@@ -178,10 +178,12 @@ class Engine:
                     self._log({"kind": "diverged", "step": self.step, "epoch": self.epoch, "where": "val_loss"})
                     break
                 if early is not None and early.update(row, self.model):
-                    if early.restore_best and early.best_state is not None:
+                    restored = early.restore_best and early.best_state is not None
+                    if restored:
                         self.model.load_state_dict(early.best_state)
+                    # "restored": the run's model is the best epoch's (its checkpoint), not the last one's
                     self._log({"kind": "early_stop", "epoch": self.epoch, "best_epoch": early.best_epoch,
-                               "best": early.best, "monitor": early.monitor})
+                               "best": early.best, "monitor": early.monitor, "restored": restored})
                     status = "completed"
                     break
                 if self.run is not None and self.run.stop_requested:
