@@ -1,14 +1,12 @@
 """The served app in a subprocess (``workbench serve --defects``) and Debian's Chromium through Playwright."""
 
 import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.browser.serving import served
 from tests.conftest import CHROMIUM, FLAGS  # noqa: F401 - the browser tests import them from here
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,49 +14,18 @@ ASSETS = ROOT / "assets"
 ARTIFACTS = ROOT / "test-artifacts"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def server(tmp_path_factory, chromium_path):
-    """``workbench serve --defects`` on a free localhost port; yields its URL."""
-    port = _free_port()
+    """``workbench serve --defects`` on a free localhost port, shared by the session's tests; yields its URL."""
     root = tmp_path_factory.mktemp("served-runs")
-    ARTIFACTS.mkdir(exist_ok=True)
-    log = open(ARTIFACTS / "serve.log", "w+")  # kept for reading after a failed CI run
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    env.pop("BOKEH_RESOURCES", None)  # the tests' inline setting breaks the served template's CSS
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "serve", "--defects", "--port", str(port),
-                             "--root", str(root)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            log.seek(0)
-            pytest.fail(f"workbench serve exited:\n{log.read()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("workbench serve did not open its port in 90 s")
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    ARTIFACTS.mkdir(exist_ok=True)  # serve.log is kept for reading after a failed CI run
+    with served(["--defects", "--root", str(root)], ARTIFACTS / "serve.log") as (url, _, _):
+        yield url
 
 
 @pytest.fixture
 def page(browser, server):
-    ctx = browser.new_context(viewport={"width": 1500, "height": 1000})
+    ctx = browser.new_context(viewport={"width": 1600, "height": 1000})
     pg = ctx.new_page()
     pg.goto(server, timeout=120_000)
     pg.wait_for_selector(".wb-step-browse", timeout=120_000)

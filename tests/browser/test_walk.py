@@ -8,16 +8,14 @@ step's status turns done only once its work is done. On a folder of one's own im
 findings in the browser and the failed run's reason.
 """
 
-import os
 import re
-import subprocess
-import sys
 import time
 from urllib.parse import urlparse
 
 import pytest
 
-from tests.browser.conftest import ARTIFACTS, ROOT, _free_port, shot, text, wait_for
+from tests.browser.conftest import ARTIFACTS, shot, text, wait_for
+from tests.browser.serving import served
 
 pytestmark = pytest.mark.browser
 MARKERS = {"browse": ".wb-browser-info", "audit": ".wb-audit-run", "batch": ".wb-batch", "checks": ".wb-run-checks",
@@ -151,8 +149,6 @@ def start_training(page, epochs: int) -> str:
 def fresh_server(tmp_path, chromium_path):
     """The defect demo on a root of its own: the walk starts from nothing done (results live in the book on disk,
     so the shared server of the other browser tests would already show their audit and checks)."""
-    from tests.browser.serving import served
-
     ARTIFACTS.mkdir(exist_ok=True)
     with served(["--defects", "--root", str(tmp_path / "runs")], ARTIFACTS / "serve-walk.log") as (url, _, _):
         yield url
@@ -265,6 +261,7 @@ def test_walk_the_defect_demo_in_order(browser, fresh_server):
     open_step(page, "export", watch=watch)
     wait_status(page, "ensembles", "✔")  # the stepper is redrawn at the latest on the next step
     assert_fits(page, "export")
+    shot(page, "step_export.png")
     # no request to another host (the template's web font is dropped, see test_the_page_asks_no_other_host),
     # no console error and not one Bokeh warning (a walk logged about 190 before the plots waited for data)
     watch.check()
@@ -300,25 +297,8 @@ def folder_server(tmp_path, chromium_path):
     paths = digits_folder(tmp_path / "images", damaged=False)  # truncated once the page's session exists
     script = tmp_path / "my_images.py"
     script.write_text(SCRIPT.format(train=str(paths["train"]), test=str(paths["test"]), runs=str(tmp_path / "runs")))
-    port = _free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    env.pop("BOKEH_RESOURCES", None)
-    log = open(ARTIFACTS / "serve-folder.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "serve", str(script), "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 90
-    import socket
-
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.3)
-    yield f"http://127.0.0.1:{port}/", paths["damage"]
-    proc.terminate()
-    proc.wait(10)
-    log.close()
+    with served([str(script)], ARTIFACTS / "serve-folder.log") as (url, _, _):
+        yield url, paths["damage"]
 
 
 def test_a_folder_of_my_images_shows_its_findings_and_the_failed_runs_reason(browser, folder_server):

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from tests.browser.conftest import ARTIFACTS, ROOT, _free_port, shot, text, wait_for
+from tests.browser.conftest import ARTIFACTS, ROOT, shot, text, wait_for
+from tests.browser.serving import free_port
 from tests.browser.test_app import click_step
 
 pytestmark = pytest.mark.browser
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 def watched_script(tmp_path, chromium_path):
     """examples/own_loop_cifar.py serving its app on a free port while it trains (and after)."""
-    port = _free_port()
+    port = free_port()
     ARTIFACTS.mkdir(exist_ok=True)
     log = open(ARTIFACTS / "watch-script.log", "w+")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "WORKBENCH_SERVE": str(port),

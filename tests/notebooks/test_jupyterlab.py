@@ -17,7 +17,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.browser.conftest import ARTIFACTS, FLAGS, _free_port, text
+from tests.browser.conftest import ARTIFACTS, FLAGS, text
+from tests.browser.serving import free_port
 
 pytestmark = [pytest.mark.notebook, pytest.mark.browser]
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "workbench.ipynb"
@@ -29,7 +30,7 @@ def lab(tmp_path_factory, chromium_path):
     pytest.importorskip("jupyterlab")
     home = tmp_path_factory.mktemp("lab")
     shutil.copy(NOTEBOOK, home / NOTEBOOK.name)
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WORKBENCH_ROOT": str(home / "runs"),
            "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
            "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"), "JUPYTER_RUNTIME_DIR": str(home / "runtime")}

@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,11 +15,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from ddp_worker import measured, small_model, train  # noqa: E402
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.browser.serving import free_port  # noqa: E402
 
 
 @pytest.mark.slow
@@ -30,7 +25,7 @@ def test_two_ranks_record_one_run_matching_one_process(tmp_path):
     torch.save((x, y), tmp_path / "data.pt")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parents[1])}
     out = subprocess.run([sys.executable, str(HERE / "ddp_worker.py"), str(tmp_path / "ddp-runs"),
-                          str(tmp_path / "data.pt"), str(tmp_path / "ddp.json"), str(_free_port())],
+                          str(tmp_path / "data.pt"), str(tmp_path / "ddp.json"), str(free_port())],
                          env=env, capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"ddp.json.rank{r}").read_text()) for r in (0, 1)]

@@ -200,6 +200,15 @@ def export_report(session, path) -> Path:
     return path
 
 
+# the template's header draws its buttons as bare text (and dark on dark once clicked): this one reads as a
+# button in every state, in the header and in the Export step alike
+BUTTON_CSS = """
+.bk-btn, .bk-btn:focus, .bk-btn:active, .bk-btn.bk-active { background-color: #1565c0; color: #ffffff;
+  border: 1px solid #ffffff; border-radius: 4px; font-weight: 600; }
+.bk-btn:hover { background-color: #0d47a1; color: #ffffff; }
+"""
+
+
 class ExportView(View):
     """A download button for the self-contained HTML report, and a preview of its sections."""
 
@@ -209,7 +218,8 @@ class ExportView(View):
         super().__init__(**params)
         self.session = session
         self.download = pn.widgets.FileDownload(callback=self._bytes, filename=self.filename, label="Export report",
-                                                **{COLOR: "primary"}, width=180, css_classes=["wb-export"])
+                                                **{COLOR: "primary"}, width=180, css_classes=["wb-export"],
+                                                stylesheets=[BUTTON_CSS])
 
     @guarded
     def _bytes(self):
