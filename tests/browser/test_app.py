@@ -103,3 +103,19 @@ def test_training_streams_and_stop_responds(page):
     (ARTIFACTS / "click_latency.txt").write_text(f"stop click answered in {answered:.3f} s while training\n")
     epochs_done = int(re.search(r"epoch (\d+)/300", text(status)).group(1))
     assert epochs_done < 300
+
+
+_BUTTON_LOOK = """el => { const b = el.shadowRoot.querySelector('button'); const cs = getComputedStyle(b);
+  return [cs.backgroundColor, getComputedStyle(b.querySelector('a') || b).color]; }"""
+
+
+def test_the_header_export_button_reads_as_a_button_before_and_after_a_click(page):
+    header = page.locator("#header .wb-export").first
+    blue, white = "rgb(21, 101, 192)", "rgb(255, 255, 255)"
+    assert header.evaluate(_BUTTON_LOOK) == [blue, white]  # not bare text on the dark header
+    with page.expect_download() as download:
+        header.locator("button").click()
+    assert download.value.suggested_filename == "workbench-report.html"
+    page.mouse.move(10, 900)  # away from the button: its resting look, which once turned dark on dark
+    page.wait_for_timeout(300)
+    assert header.evaluate(_BUTTON_LOOK) == [blue, white]

@@ -51,7 +51,7 @@ def watched_script(tmp_path, chromium_path):
 
 def test_the_watched_scripts_run_in_the_app(browser, watched_script):
     url, log = watched_script
-    ctx = browser.new_context(viewport={"width": 1500, "height": 1000})
+    ctx = browser.new_context(viewport={"width": 1600, "height": 1000})
     page = ctx.new_page()
     try:
         page.goto(url, timeout=120_000)

@@ -200,12 +200,13 @@ def export_report(session, path) -> Path:
     return path
 
 
-# the template's header draws its buttons as bare text (and dark on dark once clicked): this one reads as a
-# button in every state, in the header and in the Export step alike
+# the Fast theme draws this button as bare text in the header (and dark on dark once clicked), and its
+# stylesheet comes after a widget's own: hence !important, so it reads as a button in every state and place
 BUTTON_CSS = """
-.bk-btn, .bk-btn:focus, .bk-btn:active, .bk-btn.bk-active { background-color: #1565c0; color: #ffffff;
-  border: 1px solid #ffffff; border-radius: 4px; font-weight: 600; }
-.bk-btn:hover { background-color: #0d47a1; color: #ffffff; }
+.bk-btn, .bk-btn:focus, .bk-btn:active, .bk-btn.bk-active { background-color: #1565c0 !important;
+  color: #ffffff !important; border: 1px solid #ffffff !important; border-radius: 4px; font-weight: 600; }
+.bk-btn:hover { background-color: #0d47a1 !important; }
+.bk-btn a { color: #ffffff !important; }
 """
 
 
