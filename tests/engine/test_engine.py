@@ -71,6 +71,29 @@ def test_stream_matches_a_fresh_manual_seed_and_leaves_the_process_alone():
     assert torch.equal(torch.cat([x, y]), torch.rand(6))
 
 
+def test_a_steps_span_swaps_torchs_generators_only():
+    import random
+
+    import numpy as np
+
+    s = RngStream(9)
+    random.seed(1)
+    np.random.seed(1)
+    torch.manual_seed(1)
+    with s.active(torch_only=True):
+        t, p, n = torch.rand(2), random.random(), np.random.rand()
+    after = torch.rand(2)
+    torch.manual_seed(1)
+    assert torch.equal(after, torch.rand(2))  # the process's torch stream was left where it was ...
+    torch.manual_seed(9)
+    assert torch.equal(t, torch.rand(2))  # ... and the step drew from the job's
+    random.seed(1)
+    np.random.seed(1)
+    assert (random.random(), np.random.rand()) == (p, n)  # python and numpy: the process's own draws
+    with s.active():  # a full span still gives the job python and numpy streams of its own, seeded like torch
+        assert random.random() == random.Random(9).random()
+
+
 def test_two_sessions_training_at_once_reproduce_their_solo_losses(digits, tmp_path):
     train, test = digits
     solo = {seed: _losses(wb.Session(dropout_mlp, train, test, seed=seed, root=tmp_path / f"solo{seed}")

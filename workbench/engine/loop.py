@@ -93,7 +93,7 @@ class Engine:
         y = y.to(self.device, non_blocking=True)
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        with self.rng.active():
+        with self.rng.active(torch_only=True):  # per step: torch's generators only (the cost, see rng.py)
             if self.augment is not None:
                 x = self.augment(x)
             try:

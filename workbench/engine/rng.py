@@ -4,8 +4,9 @@ Dropout, random augmentations and weight initialisation draw from torch's proces
 Two sessions training at once in one process (two browser tabs of ``workbench serve``), or a check
 run beside a background fit, would otherwise take numbers from one shared stream, and neither would
 reproduce its solo losses. Each job keeps its own state (CPU, CUDA, python ``random`` and numpy)
-and installs it under one process lock for the span of a step; the state the process had before is
-put back when the span ends. Nothing reseeds the process's generators for good.
+and installs it under one process lock for the span of a step (torch's generators alone: see
+``active``); the state the process had before is put back when the span ends. Nothing reseeds the
+process's generators for good.
 
 What this cannot cover: code on another thread that draws from torch's global generator directly
 (``torch.rand`` in a user's cell) while a step holds the swap takes numbers from that job's stream.
@@ -14,6 +15,7 @@ What this cannot cover: code on another thread that draws from torch's global ge
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import threading
 
@@ -24,8 +26,14 @@ import torch
 _LOCK = threading.RLock()
 
 
+@functools.cache
+def _cuda_present() -> bool:
+    # asked three times a step; without a GPU the answer costs ~17 us each time (measured), and it never changes
+    return torch.cuda.is_available()
+
+
 def _cuda_ready() -> bool:
-    return torch.cuda.is_available() and torch.cuda.is_initialized()
+    return _cuda_present() and torch.cuda.is_initialized()
 
 
 class RngStream:
@@ -39,13 +47,21 @@ class RngStream:
         self.numpy = np.random.RandomState(self.seed % 2**32).get_state()
 
     @contextlib.contextmanager
-    def active(self):
-        """Within this block torch, python ``random`` and numpy draw from this stream; before and after, from theirs."""
+    def active(self, torch_only: bool = False):
+        """Within this block torch, python ``random`` and numpy draw from this stream; before and after, from theirs.
+
+        ``torch_only``: swap torch's generators (CPU and CUDA) alone. A training step uses it: dropout,
+        augmentation and initialisation draw from torch, and swapping python's and numpy's states too
+        cost 9% of a tiny_cnn step on a CPU (0.55 ms a step; measured with benchmarks/bench_instruments.py's
+        plain loop against fit, 1.134 vs 1.044). Python ``random`` or numpy called inside a step draw from
+        the process's streams.
+        """
         with _LOCK:
-            saved = _capture()
+            saved = _capture(torch_only)
             torch.set_rng_state(self.cpu)
-            random.setstate(self.python)
-            np.random.set_state(self.numpy)
+            if not torch_only:
+                random.setstate(self.python)
+                np.random.set_state(self.numpy)
             if _cuda_ready():
                 if self.cuda is None:
                     torch.cuda.manual_seed_all(self.seed)
@@ -55,8 +71,9 @@ class RngStream:
                 yield self
             finally:
                 self.cpu = torch.get_rng_state()
-                self.python = random.getstate()
-                self.numpy = np.random.get_state()
+                if not torch_only:
+                    self.python = random.getstate()
+                    self.numpy = np.random.get_state()
                 if _cuda_ready():
                     self.cuda = torch.cuda.get_rng_state_all()
                 _restore(saved)
@@ -84,8 +101,10 @@ def seeded(seed: int):
         yield stream
 
 
-def _capture() -> dict:
-    st = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+def _capture(torch_only: bool = False) -> dict:
+    st = {"torch": torch.get_rng_state()}
+    if not torch_only:
+        st.update(python=random.getstate(), numpy=np.random.get_state())
     if _cuda_ready():
         st["cuda"] = torch.cuda.get_rng_state_all()
     return st
@@ -93,8 +112,9 @@ def _capture() -> dict:
 
 def _restore(st: dict) -> None:
     torch.set_rng_state(st["torch"])
-    random.setstate(st["python"])
-    np.random.set_state(st["numpy"])
+    if "python" in st:
+        random.setstate(st["python"])
+        np.random.set_state(st["numpy"])
     if "cuda" in st:
         torch.cuda.set_rng_state_all(st["cuda"])
 
