@@ -173,6 +173,12 @@ def test_a_run_read_from_disk_loads_its_weights_when_first_asked(digits, tmp_pat
     with torch.no_grad():
         assert torch.equal(back.model.eval()(x), run.model.eval()(x))
     assert s.run(bare.id).model is None  # no checkpoint: nothing to load, and no error
+    for path in run.checkpoints():
+        path.write_bytes(b"not a checkpoint")
+    damaged = s.run(run.id)
+    for _ in range(2):  # every time it is asked, not once and then a silent None
+        with pytest.raises(wb.WorkbenchError, match="every checkpoint of run .* is damaged"):
+            _ = damaged.model
 
 
 def test_schedules_and_optimizers(digits, tmp_path):

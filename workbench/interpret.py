@@ -106,7 +106,7 @@ def class_names(session) -> list[str]:
 
 
 def run_model(session, run):
-    """``run``'s weights as a module: the live model, else the run's last checkpoint on disk."""
+    """``run``'s weights as a module: its model (live, or loaded when first asked), else its checkpoint on disk."""
     model = getattr(run, "model", None)
     if model is None:  # a run from an earlier process (or one that let go of its model)
         model = session.load_run(run.id).model

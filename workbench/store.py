@@ -76,16 +76,19 @@ class Run:
         self.thread: threading.Thread | None = None
         self.error: str | None = None
         self._model = None  # the trained module while this process holds it
-        # set by the session for a run read from disk: loads the last checkpoint's weights when first asked
+        # set by the session for a run read from disk: loads the weights it ended with when first asked
         self.model_loader = None
+        self._model_lock = threading.Lock()
 
     @property
     def model(self):
         """The trained module: the live one while this process holds it, else (a finished run read from
-        disk) the last checkpoint's weights, loaded on first use and kept by this Run object."""
+        disk) the weights it ended with, loaded from its checkpoint on first use and kept by this Run."""
         if self._model is None and self.model_loader is not None and self.status != "running":
-            loader, self.model_loader = self.model_loader, None  # one try: a run without weights stays None
-            self._model = loader(self)
+            with self._model_lock:  # a view's thread and the caller's may ask at once: one load
+                if self.model_loader is not None:
+                    self._model = self.model_loader(self)  # a damaged checkpoint raises here, and again if asked
+                    self.model_loader = None  # loaded once; a run without weights stays None
         return self._model
 
     @model.setter

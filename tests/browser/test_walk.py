@@ -44,10 +44,27 @@ _OVERFLOW = """() => { const out = []; const W = document.documentElement.client
   visit(document.body, false); return out.slice(0, 8); }"""
 
 
+# installed before the page's scripts: when BokehJS warns about ranges, note which plots had no range then
+# (title and rows per data source), so a failure names the plot and not only the message
+_RANGE_PROBE = """window.__wbRanges = []; const warn = console.warn.bind(console);
+console.warn = (...args) => { const text = args.map(String).join(' ');
+  if (text.includes('initial ranges') && window.Bokeh) { const bad = [];
+    const visit = v => { if (!v || !v.model) return; const m = v.model;
+      if ((m.type === 'Figure' || m.type === 'Plot') && [m.x_range.start, m.x_range.end, m.y_range.start,
+          m.y_range.end].some(x => x == null || Number.isNaN(x)))
+        bad.push((m.title ? m.title.text : '?') + ' ' + JSON.stringify(m.renderers.filter(r => r.data_source)
+          .map(r => Object.values(r.data_source.data).map(c => c.length))));
+      for (const c of (v.child_views ? [...v.child_views] : [])) visit(c); };
+    for (const r of Object.values(Bokeh.index)) visit(r); window.__wbRanges.push(bad); }
+  warn(...args); };"""
+
+
 class Watch:
     """What the page says behind the user's back: console errors, Bokeh warnings, requests to other hosts."""
 
     def __init__(self, page, allowed_host="127.0.0.1"):
+        self.page = page
+        page.add_init_script(_RANGE_PROBE)
         self.errors, self.warnings, self.outside = [], [], []
         self.where = "start"  # the step open when a message came: the failure says where to look
         page.on("console", self._console)
@@ -70,7 +87,12 @@ class Watch:
         problems += [f"console errors: {errors[:5]}"] if errors else []
         steps = sorted({w.split(":")[0] for w in self.warnings})
         if self.warnings:
-            problems.append(f"{len(self.warnings)} Bokeh warnings in {steps}, e.g. {self.warnings[:3]}")
+            try:
+                ranges = self.page.evaluate("window.__wbRanges")
+            except Exception as e:  # noqa: BLE001 - the page is gone: the warnings alone
+                ranges = f"(not read: {e})"
+            problems.append(f"{len(self.warnings)} Bokeh warnings in {steps}, e.g. {self.warnings[:3]}; "
+                            f"plots without a range then: {ranges}")
         assert not problems, "\n".join(problems)
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import panel as pn
 
+from workbench.ui.common import on_document
+
 
 def _rows(source) -> int:
     data = source.data
@@ -31,8 +33,15 @@ class PlotPane(pn.Column):
         """Add the figure once a source has rows (call after feeding the sources); returns whether it shows."""
         if self.plot is None and any(_rows(s) for s in self.sources):
             self.plot = pn.pane.Bokeh(self.fig)
-            self[:] = [self.plot]
+            # on the document's next tick, in a message of its own: a source another figure already shows is
+            # in the browser with its old rows, and its new rows sent with the new figure could reach BokehJS
+            # after the figure was drawn (the accuracy plot of Live curves, drawn empty, warned "could not set
+            # initial ranges" in 6 of 11 walks that showed the loss plot first; in none of 12 since)
+            on_document(self._show)
         return self.plot is not None
+
+    def _show(self) -> None:
+        self[:] = [self.plot]
 
     def swap(self, fig) -> None:
         """Show another figure over the same sources (e.g. the log-scale twin)."""
