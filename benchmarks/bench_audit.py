@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from fresh import run_child  # noqa: E402
 
 
 def make_images(n: int, seed: int = 0):
@@ -140,13 +141,7 @@ def run_cleanvision(n: int) -> dict | None:
 
 def _child(kind: str, n: int) -> dict | None:
     """Run one measurement in a fresh interpreter (its own peak memory)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="2")
-    out = subprocess.run([sys.executable, __file__, "--child", kind, str(n)], capture_output=True, text=True,
-                         env=env, cwd=ROOT)
-    if out.returncode != 0:
-        print(out.stderr[-2000:], file=sys.stderr)
-        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_child(__file__, kind, n, OMP_NUM_THREADS="2")
 
 
 def main(argv=None) -> int:

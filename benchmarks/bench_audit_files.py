@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -27,6 +26,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from fresh import run_child  # noqa: E402
 
 
 def _write_images(args):
@@ -139,13 +141,7 @@ def run_cleanvision(folder: str) -> dict | None:
 
 def _child(kind: str, folder: Path) -> dict | None:
     """One measurement in a fresh interpreter (its own peak memory, no warm cache)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    out = subprocess.run([sys.executable, __file__, "--child", kind, str(folder)], capture_output=True, text=True,
-                         env=env, cwd=ROOT)
-    if out.returncode != 0:
-        print(out.stderr[-2000:], file=sys.stderr)
-        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_child(__file__, kind, folder)
 
 
 def main(argv=None) -> int:

@@ -1,5 +1,6 @@
 """The served app in a subprocess (``workbench serve --defects``) and Debian's Chromium through Playwright."""
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -23,14 +24,23 @@ def server(tmp_path_factory, chromium_path):
         yield url
 
 
+@contextlib.contextmanager
+def app_page(browser, url: str):
+    """A fresh browser context at 1600x1000 with the app at ``url`` loaded (its stepper drawn)."""
+    ctx = browser.new_context(viewport={"width": 1600, "height": 1000})
+    try:
+        pg = ctx.new_page()
+        pg.goto(url, timeout=120_000)
+        pg.wait_for_selector(".wb-step-browse", timeout=120_000)
+        yield pg
+    finally:
+        ctx.close()
+
+
 @pytest.fixture
 def page(browser, server):
-    ctx = browser.new_context(viewport={"width": 1600, "height": 1000})
-    pg = ctx.new_page()
-    pg.goto(server, timeout=120_000)
-    pg.wait_for_selector(".wb-step-browse", timeout=120_000)
-    yield pg
-    ctx.close()
+    with app_page(browser, server) as pg:
+        yield pg
 
 
 def shot(page, name: str) -> None:

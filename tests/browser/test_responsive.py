@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.browser.conftest import ARTIFACTS, text, wait_for
+from tests.browser.conftest import ARTIFACTS, app_page, text, wait_for
 from tests.browser.serving import served
 from tests.browser.test_app import click_step
 
@@ -50,12 +50,8 @@ def own_server(tmp_path_factory, chromium_path):
 
 @pytest.fixture
 def own_page(browser, own_server):
-    ctx = browser.new_context(viewport={"width": 1500, "height": 1000})
-    pg = ctx.new_page()
-    pg.goto(own_server, timeout=120_000)
-    pg.wait_for_selector(".wb-step-browse", timeout=120_000)
-    yield pg
-    ctx.close()
+    with app_page(browser, own_server) as pg:
+        yield pg
 
 
 def test_clicks_answered_in_a_burst_of_page_loads_while_training(own_page, own_server):

@@ -1,16 +1,12 @@
 """The CIFAR-style tutorial script with wb.watch(serve=...) in a real browser: its run's curves and instruments."""
 
-import os
 import re
-import socket
-import subprocess
 import sys
-import time
 
 import pytest
 
 from tests.browser.conftest import ARTIFACTS, ROOT, shot, text, wait_for
-from tests.browser.serving import free_port
+from tests.browser.serving import free_port, serve_env, started
 from tests.browser.test_app import click_step
 
 pytestmark = pytest.mark.browser
@@ -21,32 +17,11 @@ def watched_script(tmp_path, chromium_path):
     """examples/own_loop_cifar.py serving its app on a free port while it trains (and after)."""
     port = free_port()
     ARTIFACTS.mkdir(exist_ok=True)
-    log = open(ARTIFACTS / "watch-script.log", "w+")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "WORKBENCH_SERVE": str(port),
-           "WORKBENCH_ROOT": str(tmp_path / "runs"), "EPOCHS": "3", "PYTHONPATH": str(ROOT)}
-    env.pop("BOKEH_RESOURCES", None)
-    proc = subprocess.Popen([sys.executable, str(ROOT / "examples" / "own_loop_cifar.py")], cwd=tmp_path,
-                            stdout=log, stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            log.seek(0)
-            pytest.fail(f"the script exited:\n{log.read()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("the watched script did not open its port in 120 s")
-    yield f"http://127.0.0.1:{port}/", log
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    env = {**serve_env(), "WORKBENCH_SERVE": str(port), "WORKBENCH_ROOT": str(tmp_path / "runs"), "EPOCHS": "3",
+           "PYTHONPATH": str(ROOT)}
+    with started([sys.executable, str(ROOT / "examples" / "own_loop_cifar.py")], ARTIFACTS / "watch-script.log",
+                 port, env=env, cwd=tmp_path) as (_, log):
+        yield f"http://127.0.0.1:{port}/", log
 
 
 def test_the_watched_scripts_run_in_the_app(browser, watched_script):

@@ -9,7 +9,6 @@ import os
 import re
 import secrets
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from urllib.parse import urlparse
 import pytest
 
 from tests.browser.conftest import ARTIFACTS, FLAGS, text
-from tests.browser.serving import free_port
+from tests.browser.serving import free_port, started
 
 pytestmark = [pytest.mark.notebook, pytest.mark.browser]
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "workbench.ipynb"
@@ -35,33 +34,12 @@ def lab(tmp_path_factory, chromium_path):
            "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
            "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"), "JUPYTER_RUNTIME_DIR": str(home / "runtime")}
     ARTIFACTS.mkdir(exist_ok=True)
-    log = open(ARTIFACTS / "jupyterlab.log", "w+")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={home}", "--ServerApp.open_browser=False",
-         *(["--allow-root"] if os.geteuid() == 0 else []),
-         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-        cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            log.seek(0)
-            pytest.fail(f"jupyter lab exited:\n{log.read()}")
-        log.seek(0)
-        if f":{port}/" in log.read():
-            break
-        time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("jupyter lab did not start in 120 s")
-    yield url, token
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={home}", "--ServerApp.open_browser=False",
+           *(["--allow-root"] if os.geteuid() == 0 else []),
+           "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    with started(cmd, ARTIFACTS / "jupyterlab.log", port, env=env, cwd=home):
+        yield f"http://127.0.0.1:{port}", token
 
 
 def _pick_kernel(page) -> None:
